@@ -1,0 +1,1 @@
+"""GridOps adapters: HTTP API (FastAPI) and the `gridops` command line."""

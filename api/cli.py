@@ -1,0 +1,56 @@
+"""The `gridops` command line: database lifecycle, imports/exports, server."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from api.cli_db import db_app
+from gis.errors import GridOpsError
+
+app = typer.Typer(
+    help="GridOps: GIS grid management and dispatch (网格化管理).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_app, name="db")
+err = Console(stderr=True)
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="bind address (default GRIDOPS_HOST or 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="port (default GRIDOPS_PORT or 8000)"),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+    reload: bool = typer.Option(False, help="reload on code changes (development)"),
+) -> None:
+    """Run the HTTP API and pages with uvicorn."""
+    import uvicorn
+
+    from api.settings import Settings
+
+    settings = Settings()
+    uvicorn.run(
+        "api.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        reload=reload,
+    )
+
+
+def main() -> None:
+    """Console-script entry point: domain errors become a one-line message and exit 1."""
+    try:
+        app()
+    except GridOpsError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Settings from the environment (GRIDOPS_* and DATABASE_URL), read when asked, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gis.cluster import LocalCluster
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """All configuration. Build one explicitly (tests) or from the environment (`Settings()`)."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDOPS_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "GRIDOPS_DATABASE_URL")
+    )
+    home: Path = Field(default=PROJECT_ROOT / ".gridops", description="project state folder")
+    pg_port: int = Field(default=55432, ge=1024, le=65535)
+    statement_timeout_ms: int = Field(default=15000, ge=100)
+    metric_crs: int = Field(default=4548, description="projected CRS for metres (CGCS2000 GK 117E)")
+    page_max: int = Field(default=1000, ge=1, description="largest page a list endpoint returns")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def cluster(self) -> LocalCluster:
+        return LocalCluster(root=self.home / "pg", port=self.pg_port)
+
+    @property
+    def uses_local_cluster(self) -> bool:
+        return not self.database_url
+
+    def db_url(self) -> str:
+        """The database to use: DATABASE_URL, else the local cluster's."""
+        return self.database_url or self.cluster().url()

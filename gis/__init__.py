@@ -1,0 +1,1 @@
+"""GridOps spatial domain: placement, import/export, persistence. Never imports FastAPI."""
