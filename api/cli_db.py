@@ -11,16 +11,9 @@ from sqlalchemy.engine import make_url
 
 from api.settings import Settings
 from gis import migrate
-from gis.cluster import ensure_system_packages
-from gis.database import (
-    drop_database,
-    ensure_database,
-    ensure_extensions,
-    make_engine,
-    normalise_url,
-    server_info,
-)
+from gis.database import drop_database, make_engine, normalise_url, server_info
 from gis.errors import ClusterError, DatabaseUnavailable
+from gis.provision import provision
 
 db_app = typer.Typer(help="Manage the PostGIS database.", no_args_is_help=True)
 out = Console(highlight=False)
@@ -32,23 +25,8 @@ def _log(message: str) -> None:
 
 def bring_up(settings: Settings) -> str:
     """Make the database reachable with its extensions; return its URL. Idempotent."""
-    if settings.uses_local_cluster:
-        ensure_system_packages(_log)
-        cluster = settings.cluster()
-        cluster.init(_log)
-        cluster.start(_log)
-    url = settings.db_url()
-    if ensure_database(url):
-        _log(f"created database {make_url(normalise_url(url)).database}")
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            created = ensure_extensions(conn)
-    finally:
-        engine.dispose()
-    if created:
-        _log(f"created extensions: {', '.join(created)}")
-    return url
+    cluster = settings.cluster() if settings.uses_local_cluster else None
+    return provision(settings.database_url, cluster, _log)
 
 
 @db_app.command()
