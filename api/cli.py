@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from api.cli_db import db_app
+from api.cli_demo import demo_app
 from gis.errors import GridOpsError
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
 err = Console(stderr=True)
 
 

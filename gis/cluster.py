@@ -223,9 +223,12 @@ class LocalCluster:
     def _run(
         self, cmd: list[str], user: str | None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
+        # Drop to the service user's own group too: with root's gid the group bits of
+        # root-owned parents (often ---) would apply instead of the o+x we grant.
+        drop = {"user": user, "group": user, "extra_groups": []} if user else {}
         result = subprocess.run(
-            cmd, user=user, cwd=self.root, capture_output=True, text=True, check=False,
-            env={**os.environ, "LC_ALL": "C.UTF-8"},
+            cmd, cwd=self.root, capture_output=True, text=True, check=False,
+            env={**os.environ, "LC_ALL": "C.UTF-8"}, **drop,  # type: ignore[arg-type]
         )
         if check and result.returncode != 0:
             raise ClusterError(

@@ -72,17 +72,19 @@ def drop_database(url: str) -> None:
         admin.dispose()
 
 
-def ensure_extensions(conn: Connection) -> list[str]:
-    """CREATE EXTENSION for each required one; raise naming any the server lacks."""
+def ensure_extensions(conn: Connection, names: tuple[str, ...] = EXTENSIONS) -> list[str]:
+    """CREATE EXTENSION for each of `names`; raise naming any the server lacks."""
     available = set(conn.scalars(text("SELECT name FROM pg_available_extensions")))
-    missing = [name for name in EXTENSIONS if name not in available]
+    missing = [name for name in names if name not in available]
     if missing:
-        hints = "; ".join(f"{name} (Debian package {EXTENSION_PACKAGES[name]})" for name in missing)
+        hints = "; ".join(
+            f"{name} (Debian package {EXTENSION_PACKAGES.get(name, 'unknown')})" for name in missing
+        )
         raise MissingExtension(
             f"the PostgreSQL server lacks the extension(s): {hints}; install them on the server"
         )
     created = []
-    for name in EXTENSIONS:
+    for name in names:
         if not conn.scalar(text("SELECT 1 FROM pg_extension WHERE extname = :n"), {"n": name}):
             conn.execute(text(f'CREATE EXTENSION IF NOT EXISTS "{name}"'))
             created.append(name)

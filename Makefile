@@ -1,0 +1,58 @@
+# GridOps: `make demo` sets everything up and serves http://127.0.0.1:8000;
+# `make test` sets everything up and runs lint + the test suite.
+# System packages (PostgreSQL 15, PostGIS 3, pgRouting, GDAL) are installed by
+# `gridops db up` when missing and running as root; otherwise it prints the apt command.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+GRIDOPS := $(BIN)/gridops
+
+.PHONY: demo test lint db serve clean-db help
+
+help:
+	@echo "make demo   - install everything, start PostGIS, migrate, load the demo, serve :8000"
+	@echo "make test   - install everything, run ruff, mypy and the tests"
+
+# -- Python environment ------------------------------------------------------------
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "GridOps needs Python 3.11"'
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  [ "$$(id -u)" = 0 ] && apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); \
+	} || { echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; }
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+# -- Front-end dependencies (MapLibre GL JS, served locally) ---------------------------
+web/node_modules/.package-lock.json: web/package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update && apt-get install -y nodejs npm; } \
+	  || { echo "npm is missing: install Node.js 20 (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix web --no-audit --no-fund
+	@touch $@
+
+deps: $(VENV)/.installed web/node_modules/.package-lock.json
+.PHONY: deps
+
+# -- Database ------------------------------------------------------------------------
+db: deps
+	$(GRIDOPS) db migrate
+
+# -- The two commands ----------------------------------------------------------------
+demo: db
+	$(GRIDOPS) demo load
+	$(GRIDOPS) serve
+
+lint: deps
+	$(BIN)/ruff check gis api tests migrations
+	$(BIN)/mypy
+
+test: lint
+	$(GRIDOPS) db up
+	$(BIN)/pytest -q
+
+clean-db: deps
+	$(GRIDOPS) db down --purge
