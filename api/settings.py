@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(default=15000, ge=100)
     metric_crs: int = Field(default=4548, description="projected CRS for metres (CGCS2000 GK 117E)")
     page_max: int = Field(default=1000, ge=1, description="largest page a list endpoint returns")
+    basemap_url: str | None = Field(default=None, description="optional raster tile URL template")
     host: str = "127.0.0.1"
     port: int = 8000
 
