@@ -7,6 +7,7 @@ an unprivileged OS user, because PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
@@ -14,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,7 +84,13 @@ class LocalCluster:
 
     @property
     def socket_dir(self) -> Path:
-        return self.root / "run"
+        """<root>/run, or a short folder under /tmp when that path is too long for a
+        Unix socket name (107 bytes)."""
+        own = self.root.resolve() / "run"
+        if len(str(own / f".s.PGSQL.{self.port}.lock")) <= 100:
+            return own
+        digest = hashlib.sha1(str(own).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"gridops-{digest}"
 
     @property
     def log_file(self) -> Path:
@@ -127,7 +135,7 @@ class LocalCluster:
                 f"{self.data_dir} is not empty but holds no cluster; remove it or run "
                 "`gridops db down --purge`"
             )
-        for d in (self.root, self.data_dir, self.socket_dir, self.log_file.parent):
+        for d in (self.root, self.data_dir, self.log_file.parent):
             d.mkdir(parents=True, exist_ok=True)
         self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
         self.password_file.chmod(0o600)
@@ -179,8 +187,10 @@ class LocalCluster:
                 "GRIDOPS_PG_PORT to a free port"
             )
         user = _service_user()
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
         if user:
             _grant_traverse(self.root, user, log)
+            _chown_tree(self.socket_dir, user)
         result = self._run(
             [
                 str(PG_BIN / "pg_ctl"), "start", "-w", "-t", "60",

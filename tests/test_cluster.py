@@ -121,3 +121,17 @@ def test_cli_with_database_url(db_url: str) -> None:
     assert unreachable.returncode == 1
     assert "cannot reach PostgreSQL" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_deep_project_folder_gets_a_short_socket_dir(tmp_path: Path) -> None:
+    cluster = LocalCluster(root=tmp_path / ("deep-" * 16) / "pg", port=free_port())
+    try:
+        url = provision(None, cluster, lambda m: None)
+        assert not cluster.socket_dir.is_relative_to(cluster.root)
+        assert (cluster.socket_dir / f".s.PGSQL.{cluster.port}").exists()
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT 1")) == 1
+        engine.dispose()
+    finally:
+        cluster.stop(lambda m: None)
