@@ -214,7 +214,8 @@ class LocalCluster:
                 self.pid_file.unlink()
             return False
         result = self._run(
-            [str(PG_BIN / "pg_ctl"), "stop", "-w", "-t", "60", "-m", "fast", "-D", str(self.data_dir)],
+            [str(PG_BIN / "pg_ctl"), "stop", "-w", "-t", "60", "-m", "fast",
+             "-D", str(self.data_dir)],
             _service_user(),
             check=False,
         )
@@ -235,10 +236,10 @@ class LocalCluster:
     ) -> subprocess.CompletedProcess[str]:
         # Drop to the service user's own group too: with root's gid the group bits of
         # root-owned parents (often ---) would apply instead of the o+x we grant.
-        drop = {"user": user, "group": user, "extra_groups": []} if user else {}
         result = subprocess.run(
             cmd, cwd=self.root, capture_output=True, text=True, check=False,
-            env={**os.environ, "LC_ALL": "C.UTF-8"}, **drop,  # type: ignore[arg-type]
+            env={**os.environ, "LC_ALL": "C.UTF-8"},
+            user=user, group=user, extra_groups=[] if user else None,
         )
         if check and result.returncode != 0:
             raise ClusterError(

@@ -34,7 +34,7 @@ def make_engine(url: str, *, statement_timeout_ms: int | None = None, **kwargs: 
     if statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
     return create_engine(
-        normalise_url(url), pool_pre_ping=True, connect_args=connect_args, **kwargs  # type: ignore[arg-type]
+        normalise_url(url), pool_pre_ping=True, connect_args=connect_args, **kwargs
     )
 
 
@@ -54,7 +54,9 @@ def ensure_database(url: str) -> bool:
             conn.execute(text(f"CREATE DATABASE {quoted}"))
             return True
     except OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot reach PostgreSQL at {_safe(url)}: {_reason(exc)}") from exc
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {_safe(url)}: {_reason(exc)}"
+        ) from exc
     finally:
         admin.dispose()
 
@@ -101,7 +103,8 @@ class ServerInfo:
 def server_info(conn: Connection) -> ServerInfo:
     """Versions of PostgreSQL and the installed spatial extensions."""
     rows = conn.execute(
-        text("SELECT extname, extversion FROM pg_extension WHERE extname IN ('postgis', 'pgrouting')")
+        text("SELECT extname, extversion FROM pg_extension "
+             "WHERE extname IN ('postgis', 'pgrouting')")
     )
     versions = {name: version for name, version in rows}
     return ServerInfo(

@@ -53,7 +53,8 @@ def test_upgrade_creates_core_schema_and_downgrade_removes_it(db_url: str, engin
         gist = set(conn.scalars(text(
             "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%USING gist%'")))
         district_code = set(conn.scalars(text(
-            "SELECT table_name FROM information_schema.columns WHERE column_name = 'district_code'")))
+            "SELECT table_name FROM information_schema.columns "
+            "WHERE column_name = 'district_code'")))
     assert {"jurisdictions", "grids", "buildings", "streets", "road_edges", "incidents",
             "joint_zones", "teams", "patrols"} <= gist
     assert LARGE_TABLES <= district_code
@@ -162,8 +163,71 @@ def test_a_team_cannot_hold_two_active_dispatches(engine: Engine) -> None:
     with pytest.raises(IntegrityError, match="dispatches_one_active_per_team"):
         with engine.begin() as conn:
             conn.execute(text(
-                "INSERT INTO dispatches (incident_id, team_id, district_code) VALUES (2, 1, '110102')"))
+                "INSERT INTO dispatches (incident_id, team_id, district_code) "
+                "VALUES (2, 1, '110102')"))
     with engine.begin() as conn:
         conn.execute(text("UPDATE dispatches SET status = 'done', done_at = now()"))
         conn.execute(text(
             "INSERT INTO dispatches (incident_id, team_id, district_code) VALUES (2, 1, '110102')"))
+
+
+def test_a_parent_with_children_cannot_be_deleted(engine: Engine) -> None:
+    with engine.begin() as conn:
+        add_jurisdiction(conn, "district", "110102", square(116.3, 39.9))
+        add_jurisdiction(conn, "street", "110102020", square(116.3, 39.9, 0.005))
+    with pytest.raises(IntegrityError, match="still has children"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM jurisdictions WHERE code = '110102'"))
+    with engine.begin() as conn:  # leaves first, then the parent: fine
+        conn.execute(text("DELETE FROM jurisdictions WHERE code = '110102020'"))
+        conn.execute(text("DELETE FROM jurisdictions WHERE code = '110102'"))
+
+
+@pytest.mark.parametrize(
+    ("scope", "ok"),
+    [("{}", True), ("{110102,110106002}", True), ('{"110102,110105"}', False), ('{""}', False)],
+)
+def test_user_scope_codes_are_district_or_street_codes(
+    engine: Engine, scope: str, ok: bool
+) -> None:
+    insert = text("INSERT INTO users (username, password_hash, roles, scope_codes) "
+                  "VALUES ('op', 'x', '{operator}', CAST(:scope AS text[]))")
+    if ok:
+        with engine.begin() as conn:
+            conn.execute(insert, {"scope": scope})
+    else:
+        with pytest.raises(IntegrityError, match="scope_codes"), engine.begin() as conn:
+            conn.execute(insert, {"scope": scope})
+
+
+def test_incident_placement_codes_nest(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO event_classes (kind, code, major_name, name) "
+                          "VALUES ('event', '0101', '市容环境', '暴露垃圾')"))
+    insert = text(
+        "INSERT INTO incidents (source, event_class_id, geom, district_code, street_code, "
+        "community_code, grid_code) VALUES ('12345', 1, ST_SetSRID(ST_Point(116.3, 39.9), 4326), "
+        "'110102', :s, :c, :g)")
+    for codes in ({"s": None, "c": "110102020001", "g": None},            # community, no street
+                  {"s": "110102020", "c": None, "g": "110102020001001"},  # grid, no community
+                  {"s": "110106002", "c": None, "g": None}):  # street of another district
+        with pytest.raises(IntegrityError, match="check constraint"), engine.begin() as conn:
+            conn.execute(insert, codes)
+    with engine.begin() as conn:
+        conn.execute(insert, {"s": "110102020", "c": "110102020001", "g": "110102020001001"})
+
+
+def test_dispatch_status_carries_its_timestamps_in_order(engine: Engine) -> None:
+    test_a_team_cannot_hold_two_active_dispatches(engine)
+    for statement in (
+        "UPDATE dispatches SET status = 'on_scene' WHERE status = 'dispatched'",  # no on_scene_at
+        "UPDATE dispatches SET accepted_at = dispatched_at + interval '5 min', "
+        # en route before accepted:
+        "en_route_at = dispatched_at + interval '1 min' WHERE status = 'dispatched'",
+    ):
+        with pytest.raises(IntegrityError, match="dispatches_"), engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.begin() as conn:
+        conn.execute(text(
+            "UPDATE dispatches SET status = 'on_scene', accepted_at = dispatched_at, "
+            "en_route_at = dispatched_at + interval '1 min', "
+            "on_scene_at = dispatched_at + interval '20 min' WHERE status = 'dispatched'"))

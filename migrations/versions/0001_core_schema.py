@@ -66,6 +66,33 @@ UPGRADE = [
     END
     $$
     """,
+    # A jurisdiction scope: district (6) or street (9) codes.
+    """
+    CREATE FUNCTION gridops_scope_codes_ok(codes text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+      SELECT coalesce(bool_and(c ~ '^[0-9]{6}([0-9]{3})?$'), true) FROM unnest(codes) AS c
+    $$
+    """,
+    # A jurisdiction may not be deleted while children use its code and no other
+    # version of it remains (close it with valid_to instead).
+    """
+    CREATE FUNCTION gridops_check_no_children() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+      IF EXISTS (SELECT 1 FROM jurisdictions WHERE code = OLD.code AND id <> OLD.id) THEN
+        RETURN OLD;
+      END IF;
+      IF EXISTS (SELECT 1 FROM jurisdictions WHERE parent_code = OLD.code)
+         OR EXISTS (SELECT 1 FROM grids WHERE community_code = OLD.code) THEN
+        RAISE EXCEPTION USING
+          ERRCODE = 'foreign_key_violation',
+          MESSAGE = format('%s %s still has children; close it with valid_to instead',
+                           OLD.level, OLD.code);
+      END IF;
+      RETURN OLD;
+    END
+    $$
+    """,
     # The audit log is append-only.
     """
     CREATE FUNCTION gridops_append_only() RETURNS trigger
@@ -88,7 +115,7 @@ UPGRADE = [
       parent_code text GENERATED ALWAYS AS (
         CASE level WHEN 'street' THEN left(code, 6) WHEN 'community' THEN left(code, 9) END
       ) STORED,
-      district_code text GENERATED ALWAYS AS (left(code, 6)) STORED,
+      district_code text GENERATED ALWAYS AS (left(code, 6)) STORED NOT NULL,
       geom geometry(MultiPolygon, 4326) NOT NULL CHECK (gridops_geom_ok(geom)),
       valid_from timestamptz NOT NULL DEFAULT '2000-01-01T00:00:00+08',
       valid_to timestamptz,
@@ -109,6 +136,10 @@ UPGRADE = [
     "CREATE INDEX jurisdictions_geom_idx ON jurisdictions USING gist (geom)",
     "CREATE INDEX jurisdictions_parent_idx ON jurisdictions (parent_code)",
     "CREATE INDEX jurisdictions_level_current_idx ON jurisdictions (level) WHERE valid_to IS NULL",
+    """
+    CREATE TRIGGER jurisdictions_no_orphans BEFORE DELETE ON jurisdictions
+      FOR EACH ROW EXECUTE FUNCTION gridops_check_no_children()
+    """,
     """
     CREATE CONSTRAINT TRIGGER jurisdictions_parent_exists
       AFTER INSERT OR UPDATE OF code, level ON jurisdictions
@@ -137,7 +168,7 @@ UPGRADE = [
       dept_type text NOT NULL CHECK (dept_type ~ '^[a-z_]+$'),
       tier text NOT NULL CHECK (tier IN ('core', 'stationed', 'on_call')),
       jurisdiction_code text NOT NULL CHECK (jurisdiction_code ~ '^[0-9]{6}([0-9]{3})?$'),
-      district_code text GENERATED ALWAYS AS (left(jurisdiction_code, 6)) STORED,
+      district_code text GENERATED ALWAYS AS (left(jurisdiction_code, 6)) STORED NOT NULL,
       phone text,
       created_at timestamptz NOT NULL DEFAULT now()
     )
@@ -153,9 +184,7 @@ UPGRADE = [
         cardinality(roles) > 0 AND roles <@ ARRAY['admin', 'operator', 'dispatcher',
           'street_chief', 'planner', 'viewer']::text[]
       ),
-      scope_codes text[] NOT NULL DEFAULT '{}' CHECK (
-        array_to_string(scope_codes, ',') ~ '^([0-9]{6}([0-9]{3})?(,|$))*$'
-      ),
+      scope_codes text[] NOT NULL DEFAULT '{}' CHECK (gridops_scope_codes_ok(scope_codes)),
       department_id bigint REFERENCES departments (id),
       person_id bigint REFERENCES people (id),
       is_active boolean NOT NULL DEFAULT true,
@@ -195,9 +224,9 @@ UPGRADE = [
       id bigserial PRIMARY KEY,
       code text NOT NULL CHECK (code ~ '^[0-9]{15}$'),
       name text,
-      community_code text GENERATED ALWAYS AS (left(code, 12)) STORED,
-      street_code text GENERATED ALWAYS AS (left(code, 9)) STORED,
-      district_code text GENERATED ALWAYS AS (left(code, 6)) STORED,
+      community_code text GENERATED ALWAYS AS (left(code, 12)) STORED NOT NULL,
+      street_code text GENERATED ALWAYS AS (left(code, 9)) STORED NOT NULL,
+      district_code text GENERATED ALWAYS AS (left(code, 6)) STORED NOT NULL,
       households integer NOT NULL DEFAULT 0 CHECK (households >= 0),
       population integer CHECK (population >= 0),
       geom geometry(MultiPolygon, 4326) NOT NULL CHECK (gridops_geom_ok(geom)),
@@ -281,6 +310,8 @@ UPGRADE = [
       code text NOT NULL CHECK (code ~ '^[0-9]{6}([0-9]{3}){0,3}$'),
       share double precision NOT NULL CHECK (share > 0 AND share <= 1),
       area_m2 double precision CHECK (area_m2 >= 0),
+      CONSTRAINT building_shares_code_fits_level CHECK (length(code) = CASE level
+        WHEN 'district' THEN 6 WHEN 'street' THEN 9 WHEN 'community' THEN 12 ELSE 15 END),
       PRIMARY KEY (building_id, level, code)
     )
     """,
@@ -359,7 +390,7 @@ UPGRADE = [
       department_id bigint NOT NULL REFERENCES departments (id),
       capabilities text[] NOT NULL DEFAULT '{}',
       home_code text NOT NULL CHECK (home_code ~ '^[0-9]{6}([0-9]{3})?$'),
-      district_code text GENERATED ALWAYS AS (left(home_code, 6)) STORED,
+      district_code text GENERATED ALWAYS AS (left(home_code, 6)) STORED NOT NULL,
       status text NOT NULL DEFAULT 'off_duty'
         CHECK (status IN ('available', 'busy', 'off_duty', 'out_of_service')),
       shift_start time,
@@ -393,12 +424,13 @@ UPGRADE = [
       id serial PRIMARY KEY,
       kind text NOT NULL CHECK (kind IN ('event', 'component')),
       code text NOT NULL CHECK (code ~ '^[0-9]{4}$'),
-      major_code text GENERATED ALWAYS AS (left(code, 2)) STORED,
+      major_code text GENERATED ALWAYS AS (left(code, 2)) STORED NOT NULL,
       major_name text NOT NULL,
       name text NOT NULL CHECK (btrim(name) <> ''),
       departments jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(departments) = 'array'),
       time_limits jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(time_limits) = 'object'),
-      default_whistle text CHECK (default_whistle IN ('enforcement', 'priority', 'emergency', 'joint')),
+      default_whistle text
+        CHECK (default_whistle IN ('enforcement', 'priority', 'emergency', 'joint')),
       active boolean NOT NULL DEFAULT true,
       UNIQUE (kind, code)
     )
@@ -422,7 +454,8 @@ UPGRADE = [
       status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'registered', 'void',
         'dispatched', 'handling', 'feedback', 'verifying', 'closed', 'ledger')),
       district_code text NOT NULL CHECK (district_code ~ {CODE6}),
-      street_code text CHECK (street_code ~ '^[0-9]{{9}}$' AND left(street_code, 6) = district_code),
+      street_code text
+        CHECK (street_code ~ '^[0-9]{{9}}$' AND left(street_code, 6) = district_code),
       community_code text CHECK (community_code ~ '^[0-9]{{12}}$'),
       grid_code text CHECK (grid_code ~ '^[0-9]{{15}}$'),
       grid_id bigint REFERENCES grids (id),
@@ -436,10 +469,13 @@ UPGRADE = [
       created_by bigint REFERENCES users (id),
       closed_at timestamptz,
       updated_at timestamptz NOT NULL DEFAULT now(),
-      CONSTRAINT incidents_community_in_street
-        CHECK (community_code IS NULL OR left(community_code, 9) = street_code),
-      CONSTRAINT incidents_grid_in_community
-        CHECK (grid_code IS NULL OR left(grid_code, 12) = community_code),
+      CONSTRAINT incidents_community_in_street CHECK (
+        community_code IS NULL
+        OR (street_code IS NOT NULL AND left(community_code, 9) = street_code)
+      ),
+      CONSTRAINT incidents_grid_in_community CHECK (
+        grid_code IS NULL OR (community_code IS NOT NULL AND left(grid_code, 12) = community_code)
+      ),
       CONSTRAINT incidents_closed_has_time CHECK (status <> 'closed' OR closed_at IS NOT NULL)
     )
     """,
@@ -509,10 +545,23 @@ UPGRADE = [
       override_reason text,
       eta_s integer CHECK (eta_s >= 0),
       district_code text NOT NULL CHECK (district_code ~ {CODE6}),
-      CONSTRAINT dispatches_steps_after_dispatch CHECK (
-        coalesce(accepted_at, en_route_at, on_scene_at, done_at, dispatched_at) >= dispatched_at
-        AND (on_scene_at IS NULL OR on_scene_at >= dispatched_at)
-        AND (done_at IS NULL OR done_at >= dispatched_at)
+      CONSTRAINT dispatches_steps_in_order CHECK (
+        (accepted_at IS NULL OR accepted_at >= dispatched_at)
+        AND (en_route_at IS NULL OR en_route_at >= coalesce(accepted_at, dispatched_at))
+        AND (on_scene_at IS NULL
+             OR on_scene_at >= coalesce(en_route_at, accepted_at, dispatched_at))
+        AND (done_at IS NULL
+             OR done_at >= coalesce(on_scene_at, en_route_at, accepted_at, dispatched_at))
+        AND (declined_at IS NULL OR declined_at >= dispatched_at)
+        AND (cancelled_at IS NULL OR cancelled_at >= dispatched_at)
+      ),
+      CONSTRAINT dispatches_status_has_time CHECK (
+        (status <> 'accepted' OR accepted_at IS NOT NULL)
+        AND (status <> 'en_route' OR en_route_at IS NOT NULL)
+        AND (status <> 'on_scene' OR on_scene_at IS NOT NULL)
+        AND ((status = 'done') = (done_at IS NOT NULL))
+        AND ((status = 'declined') = (declined_at IS NOT NULL))
+        AND ((status = 'cancelled') = (cancelled_at IS NOT NULL))
       )
     )
     """,
@@ -532,7 +581,7 @@ UPGRADE = [
       code_b text NOT NULL CHECK (code_b ~ '^[0-9]{6}([0-9]{3})?$'),
       origin text NOT NULL DEFAULT 'derived' CHECK (origin IN ('derived', 'drawn')),
       width_m double precision CHECK (width_m > 0),
-      district_code text GENERATED ALWAYS AS (left(code_a, 6)) STORED,
+      district_code text GENERATED ALWAYS AS (left(code_a, 6)) STORED NOT NULL,
       geom geometry(MultiPolygon, 4326) NOT NULL CHECK (gridops_geom_ok(geom)),
       created_by bigint REFERENCES users (id),
       created_at timestamptz NOT NULL DEFAULT now(),
@@ -622,5 +671,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in TABLES:
         op.execute(f"DROP TABLE {table}")
-    for function in ("gridops_append_only()", "gridops_check_parent()", "gridops_geom_ok(geometry)"):
+    for function in ("gridops_append_only()", "gridops_check_no_children()",
+                     "gridops_check_parent()", "gridops_scope_codes_ok(text[])",
+                     "gridops_geom_ok(geometry)"):
         op.execute(f"DROP FUNCTION {function}")
