@@ -135,6 +135,7 @@ UPGRADE = [
     """,
     "CREATE INDEX jurisdictions_geom_idx ON jurisdictions USING gist (geom)",
     "CREATE INDEX jurisdictions_parent_idx ON jurisdictions (parent_code)",
+    "CREATE INDEX jurisdictions_code_idx ON jurisdictions (code, valid_from)",
     "CREATE INDEX jurisdictions_level_current_idx ON jurisdictions (level) WHERE valid_to IS NULL",
     """
     CREATE TRIGGER jurisdictions_no_orphans BEFORE DELETE ON jurisdictions
@@ -243,6 +244,7 @@ UPGRADE = [
     )
     """,
     "CREATE INDEX grids_geom_idx ON grids USING gist (geom)",
+    "CREATE INDEX grids_code_idx ON grids (code, valid_from)",
     "CREATE INDEX grids_community_idx ON grids (community_code)",
     "CREATE INDEX grids_district_idx ON grids (district_code)",
     """

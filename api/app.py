@@ -1,0 +1,72 @@
+"""The FastAPI application factory. Nothing is read from the environment at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from api.deps import open_engine
+from api.errors import install_error_handlers
+from api.routers import boundaries, health, pages
+from api.settings import Settings
+from gis.errors import DatabaseUnavailable
+
+API_PREFIX = "/api/v1"
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app for `settings`: routers, error table, static files, engine lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The engine connects lazily: the app starts (and /health answers 503) while the
+        # database is down, and recovers on its own when it comes back.
+        try:
+            app.state.engine = open_engine(settings)
+        except DatabaseUnavailable as exc:
+            logger.warning("%s", exc.message)
+            app.state.engine = None
+        try:
+            yield
+        finally:
+            if app.state.engine is not None:
+                app.state.engine.dispose()
+
+    app = FastAPI(
+        title="GridOps API",
+        summary="GIS grid management (网格化管理) and map-based dispatch on PostGIS",
+        version="0.1.0",
+        docs_url=None,  # served by pages.docs with local assets (no CDN)
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.templates = Jinja2Templates(directory=pages.TEMPLATES_DIR)
+    install_error_handlers(app)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(boundaries.router, prefix=API_PREFIX)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    if pages.maplibre_installed():
+        app.mount("/vendor/maplibre-gl", StaticFiles(directory=pages.MAPLIBRE_DIR),
+                  name="maplibre")
+    else:
+        logger.warning("MapLibre GL JS is not installed; the map page cannot draw: %s",
+                       pages.INSTALL_HINT)
+    if pages.swagger_installed():
+        app.mount("/vendor/swagger-ui", StaticFiles(directory=pages.SWAGGER_DIR),
+                  name="swagger-ui")
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from the environment (uvicorn factory for `gridops serve`)."""
+    return create_app(Settings())
