@@ -8,6 +8,7 @@ import shutil
 import typer
 from rich.console import Console
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.settings import Settings
 from gis import migrate
@@ -73,7 +74,7 @@ def status() -> None:
         with engine.connect() as conn:
             info = server_info(conn)
             current = migrate.current_revision(conn)
-    except Exception as exc:  # noqa: BLE001 - report any connection failure as state
+    except SQLAlchemyError as exc:
         raise DatabaseUnavailable(f"cannot connect to {_safe(url)}: {exc}") from exc
     finally:
         engine.dispose()
