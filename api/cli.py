@@ -9,6 +9,7 @@ from rich.console import Console
 
 from api.cli_db import db_app
 from api.cli_demo import demo_app
+from api.cli_import import export, import_app
 from gis.errors import GridOpsError
 
 app = typer.Typer(
@@ -18,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+app.command(name="export")(export)
 app.add_typer(demo_app, name="demo")
 err = Console(stderr=True)
 
