@@ -11,6 +11,8 @@ from sqlalchemy.exc import OperationalError
 from gis.cluster import EXTENSIONS
 from gis.errors import DatabaseUnavailable, MissingExtension
 
+TIMEZONE = "Asia/Shanghai"
+
 # Which Debian package brings each extension, for error messages.
 EXTENSION_PACKAGES = {
     "postgis": "postgresql-15-postgis-3",
@@ -30,9 +32,13 @@ def normalise_url(url: str) -> str:
 
 def make_engine(url: str, *, statement_timeout_ms: int | None = None, **kwargs: object) -> Engine:
     """An engine with pre-ping (survives server restarts) and an optional statement timeout."""
-    connect_args: dict[str, object] = {"connect_timeout": 5, "application_name": "gridops"}
+    # Times are shown in Beijing time whatever the server's default zone.
+    options = f"-c timezone={TIMEZONE}"
     if statement_timeout_ms:
-        connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+        options += f" -c statement_timeout={int(statement_timeout_ms)}"
+    connect_args: dict[str, object] = {
+        "connect_timeout": 5, "application_name": "gridops", "options": options,
+    }
     return create_engine(
         normalise_url(url), pool_pre_ping=True, connect_args=connect_args, **kwargs
     )
