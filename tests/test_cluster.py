@@ -100,7 +100,12 @@ def test_cli_lifecycle(tmp_path: Path) -> None:
         assert status.returncode == 0, status.stderr
         assert "running" in status.stdout and "postgis   3." in status.stdout
         assert "migration 0001 (head 0001)" in status.stdout
-        psql = run_cli("db", "psql", "-tAc", "SELECT count(*) FROM jurisdictions", env=env)
+        insert = run_cli("db", "psql", "-c", "INSERT INTO audit_log (actor, action, object_type) "
+                         "VALUES ('test', 'probe', 'none')", env=env)
+        assert insert.returncode == 0, insert.stderr
+        reset = run_cli("db", "reset", "--yes", env=env)
+        assert reset.returncode == 0 and "database reset" in reset.stdout, reset.stderr
+        psql = run_cli("db", "psql", "-tAc", "SELECT count(*) FROM audit_log", env=env)
         assert psql.returncode == 0 and psql.stdout.strip() == "0", psql.stderr
         down = run_cli("db", "down", env=env)
         assert down.returncode == 0 and "stopped" in down.stdout
