@@ -95,7 +95,7 @@ def migrate_cmd(revision: str = typer.Argument("head", help="target revision")) 
 @db_app.command()
 def downgrade(revision: str = typer.Argument("base", help="target revision")) -> None:
     """Downgrade the schema (to base by default: drops every GridOps table)."""
-    url = Settings().db_url()
+    url = Settings().live_db_url()
     migrate.downgrade(url, revision)
     out.print(f"downgraded to {migrate.current_revision_for(url) or 'base'}")
 
@@ -120,7 +120,7 @@ def psql(ctx: typer.Context) -> None:
     psql_bin = shutil.which("psql")
     if not psql_bin:
         raise ClusterError("psql is not installed (Debian package postgresql-client-15)")
-    url = make_url(normalise_url(Settings().db_url())).set(drivername="postgresql")
+    url = make_url(normalise_url(Settings().live_db_url())).set(drivername="postgresql")
     os.execv(psql_bin, ["psql", url.render_as_string(hide_password=False), *ctx.args])
 
 

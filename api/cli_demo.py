@@ -18,7 +18,7 @@ def load() -> None:
     """Load the demo data (idempotent: does nothing when the database already holds it)."""
     from gis.demo import load_fixture, table_counts  # geopandas is slow to import
 
-    engine = make_engine(Settings().db_url())
+    engine = make_engine(Settings().live_db_url())
     try:
         loaded = load_fixture(engine)
         counts = table_counts(engine)
@@ -36,7 +36,7 @@ def info() -> None:
     """Print the number of rows in each core table."""
     from gis.demo import table_counts
 
-    engine = make_engine(Settings().db_url())
+    engine = make_engine(Settings().live_db_url())
     try:
         counts = table_counts(engine)
     finally:

@@ -70,7 +70,7 @@ def _fields(**mapped: str | None) -> dict[str, str]:
 
 
 def _run(kind: Kind, file: Path, options: ImportOptions) -> None:
-    engine = make_engine(Settings().db_url())
+    engine = make_engine(Settings().live_db_url())
     try:
         report = import_file(engine, kind, file, options)
     except ImportRejected as exc:
@@ -183,7 +183,7 @@ def export(
 ) -> None:
     """Export a layer to GeoJSON or GeoPackage (format from the extension)."""
     instant: datetime | None = parse_instant(at, "--at") if at else None
-    engine = make_engine(Settings().db_url())
+    engine = make_engine(Settings().live_db_url())
     try:
         count = export_layer(engine, cast(Kind, kind.value), out_file, level=level, at=instant)
     finally:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 
 from api.settings import Settings
 from gis.database import make_engine
-from gis.errors import DatabaseUnavailable
+from gis.errors import ClusterError, DatabaseUnavailable
 
 _engine_lock = threading.Lock()
 
@@ -22,11 +22,8 @@ def open_engine(settings: Settings) -> Engine:
     URL cannot even be formed, e.g. the local cluster was never set up."""
     try:
         url = settings.db_url()
-    except OSError as exc:
-        raise DatabaseUnavailable(
-            f"the local PostgreSQL cluster is not set up ({exc.strerror}: {exc.filename}); "
-            "run `gridops db up` or set DATABASE_URL"
-        ) from exc
+    except ClusterError as exc:
+        raise DatabaseUnavailable(exc.message) from exc
     return make_engine(url, statement_timeout_ms=settings.statement_timeout_ms)
 
 

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gis.cluster import LocalCluster
+from gis.errors import ClusterError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,4 +41,24 @@ class Settings(BaseSettings):
 
     def db_url(self) -> str:
         """The database to use: DATABASE_URL, else the local cluster's."""
-        return self.database_url or self.cluster().url()
+        if self.database_url:
+            return self.database_url
+        cluster = self.cluster()
+        if not cluster.initialized():
+            raise ClusterError(
+                f"no local PostgreSQL cluster in {cluster.root}; run `gridops db up` "
+                "(or set DATABASE_URL)"
+            )
+        return cluster.url()
+
+    def live_db_url(self) -> str:
+        """db_url(), after checking that the local cluster is running (for commands that
+        connect once: a clear message instead of a refused or mismatched connection)."""
+        url = self.db_url()
+        cluster = self.cluster()
+        if self.uses_local_cluster and not cluster.running_pid():
+            raise ClusterError(
+                f"the local PostgreSQL cluster in {cluster.root} is not running; "
+                "run `gridops db up`"
+            )
+        return url

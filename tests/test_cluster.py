@@ -111,6 +111,8 @@ def test_cli_lifecycle(tmp_path: Path) -> None:
         assert down.returncode == 0 and "stopped" in down.stdout
         stopped = run_cli("db", "status", env=env)
         assert stopped.returncode == 3 and "stopped" in stopped.stdout
+        info = run_cli("demo", "info", env=env)
+        assert info.returncode == 1 and "is not running; run `gridops db up`" in info.stderr
     finally:
         run_cli("db", "down", env=env)
 
