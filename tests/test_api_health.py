@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.routers.pages import INSTALL_HINT, maplibre_installed, swagger_installed
+from api.routers.pages import INSTALL_HINT, swagger_installed
 from api.settings import Settings
 from gis import migrate
 
@@ -109,7 +109,6 @@ def test_map_page_has_the_map_container_and_local_assets(client: TestClient) -> 
     assert client.get("/static/style.css").status_code == 200
 
 
-@pytest.mark.skipif(not maplibre_installed(), reason="web/node_modules not installed")
 def test_maplibre_is_served_locally(client: TestClient) -> None:
     html = client.get("/").text
     assert '<script src="/vendor/maplibre-gl/maplibre-gl.js">' in html
