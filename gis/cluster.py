@@ -42,21 +42,23 @@ DB_USER = "gridops"
 LogFn = Callable[[str], None]
 
 
-def missing_packages() -> list[str]:
-    """Debian packages the local cluster needs that are not installed."""
-    return [pkg for pkg, marker in SYSTEM_PACKAGES.items() if not marker.exists()]
+def missing_packages(packages: dict[str, Path] = SYSTEM_PACKAGES) -> list[str]:
+    """Debian packages of `packages` (package -> marker file) that are not installed."""
+    return [pkg for pkg, marker in packages.items() if not marker.exists()]
 
 
 def apt_command(packages: list[str]) -> str:
     return "apt-get update && apt-get install -y --no-install-recommends " + " ".join(packages)
 
 
-def ensure_system_packages(log: LogFn) -> None:
+def ensure_system_packages(
+    log: LogFn, packages: dict[str, Path] = SYSTEM_PACKAGES, as_root: bool | None = None
+) -> None:
     """Install missing Debian packages when root; otherwise raise with the exact command."""
-    missing = missing_packages()
+    missing = missing_packages(packages)
     if not missing:
         return
-    if os.geteuid() != 0:
+    if not (os.geteuid() == 0 if as_root is None else as_root):
         raise MissingSystemPackages(
             f"missing Debian packages: {', '.join(missing)}; install them with: "
             f"sudo sh -c '{apt_command(missing)}'"
@@ -64,7 +66,7 @@ def ensure_system_packages(log: LogFn) -> None:
     log(f"installing Debian packages: {' '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     result = subprocess.run(["sh", "-c", apt_command(missing)], env=env, check=False)
-    still = missing_packages()
+    still = missing_packages(packages)
     if result.returncode != 0 or still:
         raise MissingSystemPackages(
             f"apt-get failed (exit {result.returncode}); still missing: {', '.join(still)}"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from gis.cluster import LocalCluster
+from gis.cluster import LocalCluster, ensure_system_packages
 from gis.database import ensure_extensions, make_engine
-from gis.errors import MissingExtension
+from gis.errors import MissingExtension, MissingSystemPackages
 from gis.provision import provision
 
 GRIDOPS = [sys.executable, "-m", "api.cli"]
@@ -142,3 +142,15 @@ def test_deep_project_folder_gets_a_short_socket_dir(tmp_path: Path) -> None:
         engine.dispose()
     finally:
         cluster.stop(lambda m: None)
+
+
+
+def test_missing_packages_when_not_root_name_the_apt_command() -> None:
+    missing = {"postgresql-15-no-such-package": Path("/nonexistent/marker")}
+    logged: list[str] = []
+    with pytest.raises(MissingSystemPackages) as raised:
+        ensure_system_packages(logged.append, packages=missing, as_root=False)
+    assert ("sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends "
+            "postgresql-15-no-such-package'") in raised.value.message
+    assert logged == []  # nothing was attempted
+    ensure_system_packages(logged.append, as_root=False)  # all real packages present: no-op
