@@ -27,7 +27,6 @@ ROAD_CLASSES = ("arterial", "secondary", "branch", "alley")
 ROAD_CLASS_ZH = {
     "arterial": "主干道", "secondary": "次干道", "branch": "支路", "alley": "胡同/小巷",
 }
-DEFAULT_SPEED_KMH = {"arterial": 40.0, "secondary": 30.0, "branch": 20.0, "alley": 10.0}
 
 
 @dataclass(frozen=True)
