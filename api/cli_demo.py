@@ -1,39 +1,77 @@
-"""`gridops demo ...`: load the demo data and show what the database holds."""
+"""`gridops demo ...`: build and load the demo city, and show what the database holds."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from api.settings import Settings
 from gis.database import make_engine
+from gis.errors import InvalidInput
 
-demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+demo_app = typer.Typer(help="The demo city.", no_args_is_help=True)
 out = Console(highlight=False)
 
 
 @demo_app.command()
-def load() -> None:
-    """Load the demo data (idempotent: does nothing when the database already holds it)."""
-    from gis.demo import load_fixture, table_counts  # geopandas is slow to import
+def load(
+    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same city")] = 7,
+    scale: Annotated[str, typer.Option(
+        help="demo (3 districts) or city (benchmark size)")] = "demo",
+    as_of: Annotated[datetime | None, typer.Option(
+        help="the demo's 'now' (history ends, teams report then); default: this hour")] = None,
+) -> None:
+    """Build the demo city and load it (does nothing when the database already holds data)."""
+    from gis.demo import loaded_demo
+    from gis.democity.city import build_city  # geopandas and friends are slow to import
+    from gis.democity.load import load_city
+    from gis.democity.model import SCALES
 
+    if scale not in SCALES:
+        raise InvalidInput(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}",
+                           field="scale")
     engine = make_engine(Settings().live_db_url())
     try:
-        loaded = load_fixture(engine)
-        counts = table_counts(engine)
+        existing = loaded_demo(engine)
+        if existing is not None:
+            out.print(f"the database already holds data ({existing}); nothing loaded. "
+                      "Use `gridops db reset --yes` first to load another city.")
+            return
+        started = time.monotonic()
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=out, transient=False) as progress:
+            task = progress.add_task("starting", total=None)
+
+            def step(name: str) -> None:
+                progress.update(task, description=name)
+                progress.console.print(f"[dim]·[/] {name}")
+
+            city = build_city(seed, SCALES[scale], step, as_of=_beijing(as_of))
+            counts = load_city(engine, city, step)
+        seconds = time.monotonic() - started
     finally:
         engine.dispose()
-    if loaded:
-        out.print(f"[green]demo loaded[/]: {counts['jurisdictions']} jurisdictions, "
-                  f"{counts['grids']} grids (synthetic fixture)")
-    else:
-        out.print("demo data already present; nothing loaded")
+    out.print(f"[green]demo city loaded[/] (scale {scale}, seed {seed}) in {seconds:.0f} s: "
+              + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+
+
+def _beijing(moment: datetime | None) -> datetime | None:
+    """A naive --as-of is Beijing time."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 @demo_app.command()
 def info() -> None:
-    """Print the number of rows in each core table."""
+    """Print the number of rows in each table."""
     from gis.demo import table_counts
 
     engine = make_engine(Settings().live_db_url())

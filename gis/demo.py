@@ -1,38 +1,35 @@
-"""Demo data: the small synthetic fixture in data/boundaries/fixture (until the demo city
-lands), and row counts per table."""
+"""What the database holds: row counts per table and which demo city was loaded."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import Engine, text
 
-from gis.importers import ImportOptions, import_file
-
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "boundaries" / "fixture"
 COUNTED_TABLES = (
-    "jurisdictions", "grids", "buildings", "streets", "road_nodes", "road_edges", "people",
-    "departments", "teams", "event_classes", "incidents", "joint_zones", "users",
+    "jurisdictions", "grids", "buildings", "building_shares", "streets", "road_nodes",
+    "road_edges", "people", "street_assignments", "grid_assignments", "departments", "teams",
+    "event_classes", "incidents", "joint_zones", "users",
 )
 
 
-def load_fixture(engine: Engine) -> bool:
-    """Load the fixture's jurisdictions and grids once. False when already loaded."""
-    with engine.connect() as conn:
-        if conn.scalar(text("SELECT EXISTS (SELECT 1 FROM jurisdictions)")):
-            return False
-    options = ImportOptions(synthetic=True, source="data/boundaries/fixture (synthetic)",
-                            actor="demo")
-    import_file(engine, "jurisdictions", FIXTURE / "jurisdictions.geojson", options)
-    import_file(engine, "grids", FIXTURE / "grids.geojson", options)
-    return True
-
-
 def table_counts(engine: Engine) -> dict[str, int]:
-    """Rows per core table (current versions only for versioned tables)."""
+    """Rows per core table."""
     counts: dict[str, int] = {}
     with engine.connect() as conn:
         for table in COUNTED_TABLES:
             # Table names come from the constant above, never from input.
             counts[table] = int(conn.scalar(text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608
     return counts
+
+
+def loaded_demo(engine: Engine) -> str | None:
+    """A description of the data already loaded, or None for an empty database."""
+    with engine.connect() as conn:
+        jurisdictions = conn.scalar(text("SELECT count(*) FROM jurisdictions"))
+        if not jurisdictions:
+            return None
+        demo = conn.execute(text(
+            "SELECT after->>'scale', after->>'seed' FROM audit_log "
+            "WHERE action = 'demo.load' ORDER BY id DESC LIMIT 1")).first()
+    if demo:
+        return f"demo city, scale {demo[0]}, seed {demo[1]}"
+    return f"{jurisdictions} jurisdictions"

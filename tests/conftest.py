@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,16 +44,35 @@ def template_url(server_url: str) -> Iterator[str]:
     drop_database(url)
 
 
-@pytest.fixture
-def db_url(template_url: str) -> Iterator[str]:
-    """A fresh, migrated database for one test (a copy of the template)."""
+def clone_template(template_url: str) -> str:
+    """Create a fresh copy of the migrated template database; return its URL."""
     name = f"gridops_t_{os.getpid()}_{next(_counter)}"
     template = make_url(template_url).database
     admin = make_engine(_with_db(template_url, "postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     admin.dispose()
-    url = _with_db(template_url, name)
+    return _with_db(template_url, name)
+
+
+@pytest.fixture(scope="session")
+def new_database(template_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh migrated databases, dropped at the end of the session."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(clone_template(template_url))
+        return made[-1]
+
+    yield make
+    for url in made:
+        drop_database(url)
+
+
+@pytest.fixture
+def db_url(template_url: str) -> Iterator[str]:
+    """A fresh, migrated database for one test (a copy of the template)."""
+    url = clone_template(template_url)
     yield url
     drop_database(url)
 

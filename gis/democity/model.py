@@ -36,6 +36,7 @@ class Scale:
     name: str
     district_codes: tuple[str, ...]
     buildings_per_km2_core: float  # density at the city centre, decaying outwards
+    min_buildings_per_km2: float = 120.0  # floor so every township has households
     households_band: tuple[int, int] = (300, 500)  # grid households (全科网格)
     community_households: int = 3000  # target households per community
     incident_days: int = 90
@@ -55,6 +56,7 @@ CITY = Scale(
         "110112", "110113", "110114", "110115", "110116", "110117", "110118", "110119",
     ),
     buildings_per_km2_core=4000.0,
+    min_buildings_per_km2=40.0,
     incidents=1_000_000,
     incident_days=180,
     teams_per_street=15,
