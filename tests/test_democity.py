@@ -179,11 +179,11 @@ def test_road_graph_is_one_connected_component(db: Engine) -> None:
     assert scalar(db, "SELECT count(*) FROM road_edges WHERE reverse_cost < 0") > 0  # one-way
 
 
-def test_demo_is_identical_for_the_same_seed() -> None:
-    small = replace(DEMO, name="test-xicheng", district_codes=("110102",))
-    first = _fingerprint(build_city(3, small, as_of=AS_OF))
-    assert first == _fingerprint(build_city(3, small, as_of=AS_OF))
-    assert first != _fingerprint(build_city(4, small, as_of=AS_OF))
+def test_demo_is_identical_for_the_same_seed(demo: tuple[Engine, City]) -> None:
+    assert _fingerprint(build_city(SEED, DEMO, as_of=AS_OF)) == _fingerprint(demo[1])
+    small = replace(DEMO, name="test-xicheng", district_codes=("110102",), incidents=1000)
+    assert _fingerprint(build_city(3, small, as_of=AS_OF)) != _fingerprint(
+        build_city(4, small, as_of=AS_OF))
 
 
 def _fingerprint(city: City) -> str:
