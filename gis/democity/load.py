@@ -174,13 +174,18 @@ def _node_index(nodes: gpd.GeoDataFrame, ids: object) -> object:
 def _derive_shares(conn: Connection) -> int:
     """Area shares of straddling buildings at every level (grid shares summed by code
     prefix) and grid households by each building's majority grid (set by the generator)."""
+    # Grids nest, so a building inside one grid lies inside one community, street and
+    # district: only buildings crossing a grid boundary need intersection areas.
     conn.exec_driver_sql("""
         CREATE TEMP TABLE grid_share ON COMMIT DROP AS
+        WITH crossing AS (
+          SELECT b.id FROM buildings b JOIN grids g ON ST_Intersects(b.geom, g.geom)
+          WHERE g.valid_to IS NULL AND NOT ST_Within(b.geom, g.geom))
         SELECT b.id AS building_id, g.code,
                ST_Area(ST_Intersection(b.geom, g.geom)::geography) AS area_m2,
                ST_Area(b.geom::geography) AS total_m2
         FROM buildings b JOIN grids g ON ST_Intersects(b.geom, g.geom)
-        WHERE g.valid_to IS NULL
+        WHERE g.valid_to IS NULL AND b.id IN (SELECT id FROM crossing)
     """)
     shares = 0
     for level, digits in (("grid", 15), ("community", 12), ("street", 9), ("district", 6)):
