@@ -9,7 +9,14 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from api.settings import Settings
@@ -45,21 +52,41 @@ def load(
                       "Use `gridops db reset --yes` first to load another city.")
             return
         started = time.monotonic()
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=out, transient=False) as progress:
-            task = progress.add_task("starting", total=None)
-
-            def step(name: str) -> None:
-                progress.update(task, description=name)
-                progress.console.print(f"[dim]·[/] {name}")
-
-            city = build_city(seed, SCALES[scale], step, as_of=_beijing(as_of))
-            counts = load_city(engine, city, step)
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=out) as progress:
+            bar = _StepBar(progress)
+            city = build_city(seed, SCALES[scale], bar, as_of=_beijing(as_of))
+            counts = load_city(engine, city, bar)
+            bar.finish()
         seconds = time.monotonic() - started
     finally:
         engine.dispose()
     out.print(f"[green]demo city loaded[/] (scale {scale}, seed {seed}) in {seconds:.0f} s: "
               + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+
+
+class _StepBar:
+    """One progress bar per step; steps that report done/total fill their bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.name = ""
+        self.task: TaskID | None = None
+        self.total = 1
+
+    def __call__(self, name: str, done: int = 0, total: int = 0) -> None:
+        if name != self.name:
+            self.finish()
+            self.name, self.total = name, total or 1
+            self.task = self.progress.add_task(name, total=self.total)
+        if self.task is not None and total:
+            self.total = total
+            self.progress.update(self.task, completed=done, total=total)
+
+    def finish(self) -> None:
+        """Mark the current step complete."""
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.total)
 
 
 def _beijing(moment: datetime | None) -> datetime | None:

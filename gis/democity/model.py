@@ -17,6 +17,7 @@ Frames are GeoDataFrames (geometry column `geometry`) or DataFrames with these c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -27,6 +28,16 @@ ROAD_CLASSES = ("arterial", "secondary", "branch", "alley")
 ROAD_CLASS_ZH = {
     "arterial": "主干道", "secondary": "次干道", "branch": "支路", "alley": "胡同/小巷",
 }
+
+
+class StepFn(Protocol):
+    """Progress callback: step(name) starts a step; step(name, done, total) reports within it."""
+
+    def __call__(self, name: str, done: int = 0, total: int = 0) -> None: ...
+
+
+def no_progress(name: str, done: int = 0, total: int = 0) -> None:
+    """A StepFn that reports nothing."""
 
 
 @dataclass(frozen=True)
