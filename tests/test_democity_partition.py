@@ -4,7 +4,9 @@ counts them (each building in the grid holding the largest part of its footprint
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -17,6 +19,7 @@ from shapely.geometry.base import BaseGeometry
 from gis.democity.buildings import generate_buildings
 from gis.democity.model import DEMO, METRIC_CRS, to_metric
 from gis.democity.partition import (
+    _tree_chunks,
     community_partition,
     grid_partition,
     majority_cells,
@@ -312,3 +315,117 @@ def test_splittable_from() -> None:
     assert splittable_from((300, 500)) == 600
     assert splittable_from((300, 400)) == 900
     assert splittable_from((100, 500)) == 100
+
+
+# -- regression: communities the bisection could not split ---------------------------------
+
+PARTITION_DATA = Path(__file__).parent / "data" / "partition"
+CAPTURED = sorted(p.name.removesuffix("_community.geojson")
+                  for p in PARTITION_DATA.glob("*_community.geojson"))
+
+
+def assert_band_exact_grids(region: Polygon, buildings: gpd.GeoDataFrame,
+                            grids: Sequence[tuple[BaseGeometry, np.ndarray]],
+                            band: tuple[int, int]) -> None:
+    """The guarantees of grid_partition: the grids tile the community, each holds households
+    within the band counted by majority area, and the returned ids are exactly that
+    assignment (every building once)."""
+    cells = [g for g, _ in grids]
+    assert_tiles(cells, region)
+    counts = households_by_majority(buildings, cells)
+    assert counts.min() >= band[0] and counts.max() <= band[1], counts
+    best, _ = majority_cells(np.asarray(buildings.geometry.values, dtype=object), cells)
+    flat = np.concatenate([ids for _, ids in grids])
+    assert len(flat) == len(np.unique(flat)) == len(buildings)
+    owner = dict(zip(flat.tolist(), np.repeat(np.arange(len(grids)),
+                                              [len(ids) for _, ids in grids]).tolist(),
+                     strict=True))
+    assert [owner[i] for i in buildings["building_id"]] == best.tolist()
+
+
+@pytest.mark.parametrize("case", CAPTURED)
+def test_captured_city_failures_split_into_the_band(case: str) -> None:
+    """Communities of the city scale (seed 7) on which grid_partition used to raise
+    'could not split ... households into grids of 300-500' (tests/data/partition)."""
+    community = gpd.read_file(PARTITION_DATA / f"{case}_community.geojson")
+    buildings = gpd.read_file(PARTITION_DATA / f"{case}_buildings.geojson")
+    band = (int(community["band_lo"].iloc[0]), int(community["band_hi"].iloc[0]))
+    region = community.geometry.iloc[0]
+    assert int(buildings["households"].sum()) >= splittable_from(band)
+    assert int(buildings["households"].max()) <= 60
+    grids = grid_partition(region, buildings, band=band)
+    assert_band_exact_grids(region, buildings, grids, band)
+    again = grid_partition(region, buildings, band=band)
+    assert [g.wkb for g, _ in again] == [g.wkb for g, _ in grids]
+
+
+def test_captured_cases_are_stored() -> None:
+    assert CAPTURED, "no captured cases under tests/data/partition"
+    assert all(p.stat().st_size < 1_000_000 for p in PARTITION_DATA.iterdir())
+
+
+def courtyard_on_one_building() -> tuple[Polygon, gpd.GeoDataFrame]:
+    """The root cause in miniature: a courtyard reached through a lane, one 60-household
+    building in its middle whose Voronoi cell fills the courtyard and the lane's end, and two
+    dead-end wings of 164 and 288 households that open only onto that cell. Among unions of
+    the buildings' Voronoi cells, a grid holding the courtyard building has to hold all 512
+    households behind the lane (each wing alone is too small for a grid)."""
+    region = shapely.union_all([
+        shapely.box(0, 0, 300, 300),  # the main block, 36 buildings of 42 households
+        shapely.box(300, 140, 360, 160),  # the lane
+        shapely.box(360, 100, 460, 200),  # the courtyard
+        shapely.box(390, 200, 430, 500),  # the north wing
+        shapely.box(390, -200, 430, 100),  # the south wing
+    ])
+    xy = [(x, y) for x in range(25, 300, 50) for y in range(25, 300, 50)]
+    households = [42] * len(xy)
+    xy.append((410, 150))
+    households.append(60)
+    xy += [(410, y) for y in (260, 320, 380, 440)]
+    households += [41] * 4
+    xy += [(410, y) for y in (60, 15, -30, -75, -120, -165)]
+    households += [48] * 6
+    c = np.array(xy, dtype=float)
+    boxes = shapely.box(c[:, 0] - 10, c[:, 1] - 10, c[:, 0] + 10, c[:, 1] + 10)
+    return region, gpd.GeoDataFrame({"building_id": np.arange(1, len(c) + 1),
+                                     "households": households}, geometry=boxes, crs=METRIC_CRS)
+
+
+def test_courtyard_hanging_on_one_building_splits_by_the_fallback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    region, buildings = courtyard_on_one_building()
+    with caplog.at_level(logging.INFO, logger="gis.democity.partition"):
+        grids = grid_partition(region, buildings)
+    assert_band_exact_grids(region, buildings, grids, BAND)
+    assert "fallback" in caplog.text
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_households_along_a_path_always_split_into_the_band(seed: int) -> None:
+    """What makes the fallback sound: along a path (a tree without branches), weights of at
+    most 60 totalling at least 1020 always split into chunks of 300-500, and the exact split
+    finds one."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 200))
+    weight = rng.integers(0, 61, n)
+    if weight.sum() < 1020:
+        weight[: 1020 // 60 + 1] = 60
+    order = rng.permutation(n)
+    parent = np.full(n, -9999, dtype=np.int64)
+    parent[order[1:]] = order[:-1]
+    chunks = _tree_chunks(parent, order, weight, 300, 500)
+    assert chunks is not None
+    sums = np.bincount(chunks, weights=weight)
+    assert sums.min() >= 300 and sums.max() <= 500
+    along = chunks[order]
+    assert (np.diff(along) != 0).sum() == len(sums) - 1  # chunks are runs of the path
+
+
+def test_exact_tree_split_knows_when_a_tree_cannot_split() -> None:
+    """A star of five 280-household leaves: every chunk is a leaf (too small) or the centre
+    with its leaves (too big for 300-500 unless it takes exactly one)."""
+    weight = np.array([0, 280, 280, 280, 280, 280])
+    parent = np.array([-9999, 0, 0, 0, 0, 0])
+    assert _tree_chunks(parent, np.arange(6), weight, 300, 500) is None
+    chunks = _tree_chunks(parent[:2], np.arange(2), weight[:2] + 40, 300, 500)
+    assert chunks is not None and chunks.tolist() == [0, 0]

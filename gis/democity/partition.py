@@ -11,6 +11,15 @@ every cell is one Polygon); then households are counted the way the database cou
 (each building in the cell holding the largest part of its footprint) and single atoms are
 moved across cell borders until every count is within bounds.
 
+When that fails for every grid count tried (rare: 1 of 8125 communities of the city scale),
+grid_partition falls back, and logs it, to exact splits of spanning trees of the atoms: a
+dynamic programme finds chunks of a tree in the band whenever the tree has them (along a path
+of atoms holding at most 60 households each, 1020 or more households always split into
+300-500), first on the atoms as they are, then on atoms refined by household-free Voronoi
+seeds between the buildings. The refinement matters when part of a community hangs on one
+building's large Voronoi cell: then every union of atoms holding that cell must hold all that
+lies behind it, which can exceed the band while no part behind it reaches the band's bottom.
+
 Protocol for callers: put buildings in streets by majority area (majority_cells), pass each
 street's buildings to community_partition and each community's returned ids to
 grid_partition. A building whose largest part is at most half its footprint could be counted
@@ -21,8 +30,9 @@ majority_cells over the grids; a handful per 10 000) gets band-exact counts ever
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -30,10 +40,18 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from scipy.sparse import coo_matrix, csr_matrix
-from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.sparse.csgraph import (
+    breadth_first_order,
+    connected_components,
+    depth_first_order,
+    dijkstra,
+    minimum_spanning_tree,
+)
 from scipy.spatial import cKDTree
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
+
+logger = logging.getLogger(__name__)
 
 Area: TypeAlias = Polygon | MultiPolygon
 Cell: TypeAlias = tuple[Area, np.ndarray]
@@ -41,6 +59,8 @@ Cell: TypeAlias = tuple[Area, np.ndarray]
 # parts joined by a hair; leaf cells (grids) need only a positive length.
 _MIN_SHARED_PARENT_M = 1.0
 _MIN_SHARED_LEAF_M = 1e-3
+# At most about this many household-free seeds refine the atoms of one polygon (fallback).
+_MAX_FILLERS = 20_000
 
 
 # -- small geometry helpers --------------------------------------------------------------
@@ -362,7 +382,8 @@ class _Layout:
     """Atoms of one polygon built from its buildings, with the footprint overlaps used to count
     households by majority area."""
 
-    def __init__(self, region: Polygon, buildings: gpd.GeoDataFrame, min_shared: float) -> None:
+    def __init__(self, region: Polygon, buildings: gpd.GeoDataFrame, min_shared: float, *,
+                 fillers: float = 0.0) -> None:
         if len(buildings) == 0:
             raise ValueError("no buildings to partition")
         self.region = region
@@ -372,8 +393,10 @@ class _Layout:
         self.fp_area = shapely.area(fp)
         seeds = _seed_points(region, fp)
         xy = np.round(seeds, 3)
-        uniq, self.seed_of = np.unique(xy, axis=0, return_inverse=True)
-        self.seed_of = self.seed_of.ravel()
+        if fillers:
+            xy = np.vstack([xy, np.round(_filler_points(region, fp, xy, fillers), 3)])
+        uniq, seed_of = np.unique(xy, axis=0, return_inverse=True)
+        self.seed_of = seed_of.ravel()[:len(fp)]
         self.seed_xy = uniq
         self.atoms = _build_atoms(region, uniq, min_shared)
         self.ov_b, self.ov_a, self.ov_area = _overlaps(fp, self.atoms.geoms)
@@ -429,6 +452,27 @@ def _seed_points(region: Polygon, fp: np.ndarray) -> np.ndarray:
     return xy
 
 
+def _filler_points(region: Polygon, fp: np.ndarray, seeds: np.ndarray,
+                   per_building: float) -> np.ndarray:
+    """Extra Voronoi seeds without households: a square lattice over the region (about
+    `per_building` points per building) away from the buildings. They cut the space between
+    buildings into small atoms, so that cells can pass beside a building whose Voronoi cell
+    used to be the only way through."""
+    x0, y0, x1, y1 = region.bounds
+    step = max(math.sqrt(region.area / min(per_building * len(seeds), _MAX_FILLERS)), 2.0)
+    gx, gy = np.meshgrid(np.arange(x0 + step / 2, x1, step), np.arange(y0 + step / 2, y1, step))
+    xy = np.column_stack([gx.ravel(), gy.ravel()])
+    # jittered (reproducibly), so that no four seeds are cocircular: degenerate Voronoi
+    # vertices leave zero-area faces
+    xy += np.random.default_rng(0).uniform(-0.2 * step, 0.2 * step, xy.shape)
+    xy = xy[shapely.contains_xy(region, xy[:, 0], xy[:, 1])]
+    if len(xy) == 0:
+        return xy
+    xy = xy[cKDTree(seeds).query(xy)[0] > step / 2]
+    hit = shapely.STRtree(fp).query(shapely.points(xy), predicate="intersects")[0]
+    return np.delete(xy, np.unique(hit), axis=0)
+
+
 def _overlaps(fp: np.ndarray,
               atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(building, atom, overlap area) for every footprint/atom pair that overlaps."""
@@ -454,11 +498,12 @@ class _Bounds:
         return round(float(miss), 6), float(((high - self.target) ** 2).sum())
 
 
-def _partition(layout: _Layout, initial: np.ndarray, k: int,
-               bounds: _Bounds) -> list[Cell] | None:
+def _partition(layout: _Layout, initial: np.ndarray, k: int, bounds: _Bounds, *,
+               branches: bool = False) -> list[Cell] | None:
     """Cells from chunks of atoms, connected and repaired; None if the repair fails."""
     atoms = layout.atoms
-    labels = _repair(layout, _connect(atoms, initial, layout.weight), k, bounds)
+    labels = _repair(layout, _connect(atoms, initial, layout.weight), k, bounds,
+                     branches=branches)
     if labels is None:
         return None
     polys = _assemble(atoms, labels, k)
@@ -466,14 +511,18 @@ def _partition(layout: _Layout, initial: np.ndarray, k: int,
     return [(polys[lab], layout.ids[maj == lab]) for lab in range(k)]
 
 
-def _repair(layout: _Layout, labels: np.ndarray, k: int, bounds: _Bounds) -> np.ndarray | None:
-    """Move single atoms across cell borders until every count is within bounds."""
+def _repair(layout: _Layout, labels: np.ndarray, k: int, bounds: _Bounds, *,
+            branches: bool = False) -> np.ndarray | None:
+    """Move single atoms across cell borders until every count is within bounds. With
+    `branches`, when no single atom can move (every improving move would cut its cell apart),
+    move an atom together with the pieces of its cell that hang on it (a branch)."""
     state = _Counts(layout, labels, k, bounds)
     for _ in range(8 * k + 64):
         if state.violation == 0:
             return state.labels
         ranked = []
-        for atom, dst in _candidate_moves(layout.atoms, state.labels, state, bounds):
+        candidates = _candidate_moves(layout.atoms, state.labels, state, bounds)
+        for atom, dst in candidates:
             delta = state.effect(atom, dst)
             score = state.score_after(delta)
             if score < (state.violation, state.spread):
@@ -484,8 +533,46 @@ def _repair(layout: _Layout, labels: np.ndarray, k: int, bounds: _Bounds) -> np.
                 state.apply(atom, dst)
                 break
         else:
-            return None
+            if not (branches and _move_best_branch(layout.atoms, state, candidates)):
+                return None
     return state.labels if state.violation == 0 else None
+
+
+def _move_best_branch(atoms: _Atoms, state: _Counts,
+                      candidates: list[tuple[int, int]]) -> bool:
+    """Apply the best improving branch move: a border atom plus every piece its cell falls
+    into without it but one (the piece that stays). The moved atoms are connected through
+    the border atom, which touches the destination, so both cells stay connected."""
+    ranked = []
+    for atom, dst in candidates:
+        for moved in _branches(atoms, state.labels, atom):
+            score = state.score_after(state.effect(moved, dst))
+            if score < (state.violation, state.spread):
+                ranked.append((score, len(moved), moved, dst))
+    if not ranked:
+        return False
+    ranked.sort(key=lambda r: r[:2])
+    _score, _n, moved, dst = ranked[0]
+    state.apply(moved, dst)
+    return True
+
+
+def _branches(atoms: _Atoms, labels: np.ndarray, atom: int) -> list[tuple[int, ...]]:
+    """The atom with all pieces of its cell but one, for each piece that could stay, when
+    removing the atom cuts its cell into pieces."""
+    members = np.flatnonzero(labels == labels[atom])
+    rest = members[members != atom]
+    if len(rest) < 2:
+        return []
+    pos = np.full(atoms.n, -1, dtype=np.int64)
+    pos[rest] = np.arange(len(rest))
+    p = atoms.pairs
+    m = (pos[p[:, 0]] >= 0) & (pos[p[:, 1]] >= 0)
+    g = coo_matrix((np.ones(m.sum()), (pos[p[m, 0]], pos[p[m, 1]])), shape=(len(rest),) * 2)
+    ncomp, comp = connected_components(g, directed=False)
+    if ncomp == 1:
+        return []
+    return [(atom, *rest[comp != stay].tolist()) for stay in range(ncomp)]
 
 
 class _Counts:
@@ -505,20 +592,29 @@ class _Counts:
         self.high = np.bincount(self.best, weights=layout.hh, minlength=k)
         self.violation, self.spread = bounds.score(self.low, self.high)
 
-    def _winner(self, building: int, atom: int, dst: int) -> tuple[int, bool]:
-        """The building's label and sureness if `atom` took label dst (ties: lower label)."""
+    def _winner(self, building: int, moved: tuple[int, ...], dst: int) -> tuple[int, bool]:
+        """The building's label and sureness if the `moved` atoms took label dst (ties: lower
+        label)."""
         sums: dict[int, float] = {}
         for a, area in self.layout.pieces_of(building):
-            lab = dst if a == atom else int(self.labels[a])
+            lab = dst if a in moved else int(self.labels[a])
             sums[lab] = sums.get(lab, 0.0) + area
         lab = max(sums, key=lambda s: (sums[s], -s))
         return lab, sums[lab] > 0.5 * self.layout.fp_area[building]
 
-    def effect(self, atom: int, dst: int) -> dict[int, tuple[int, bool, int, bool]]:
-        """Buildings whose label or sureness changes: building -> (old, sure, new, sure)."""
+    def effect(self, atom: int | tuple[int, ...],
+               dst: int) -> dict[int, tuple[int, bool, int, bool]]:
+        """Buildings whose label or sureness changes if the atom (or atoms) took label dst:
+        building -> (old, sure, new, sure)."""
+        if isinstance(atom, int):
+            moved: tuple[int, ...] = (atom,)
+            touched = self.layout.buildings_on(atom)
+        else:
+            moved = atom
+            touched = list(dict.fromkeys(b for a in moved for b in self.layout.buildings_on(a)))
         out = {}
-        for b in self.layout.buildings_on(atom):
-            new, new_sure = self._winner(b, atom, dst)
+        for b in touched:
+            new, new_sure = self._winner(b, moved, dst)
             old, old_sure = int(self.best[b]), bool(self.sure[b])
             if (new, new_sure) != (old, old_sure):
                 out[b] = (old, old_sure, new, new_sure)
@@ -546,9 +642,9 @@ class _Counts:
             spread += (high + d_high - b.target) ** 2 - (high - b.target) ** 2
         return (round(viol, 6), spread)
 
-    def apply(self, atom: int, dst: int) -> None:
+    def apply(self, atom: int | tuple[int, ...], dst: int) -> None:
         change = self.effect(atom, dst)
-        self.labels[atom] = dst
+        self.labels[list((atom,) if isinstance(atom, int) else atom)] = dst
         for b, (_old, _old_sure, new, new_sure) in change.items():
             self.best[b], self.sure[b] = new, new_sure
         for lab, (d_low, d_high) in self._deltas(change).items():
@@ -721,6 +817,179 @@ def _best_cut(w: np.ndarray, ks: tuple[int, int], allowed: np.ndarray) -> int:
     return int(best[len(best) // 2]) + 1
 
 
+# -- fallback: households split exactly along a spanning tree of the atoms ----------------
+
+
+def _tree_chunks(parent: np.ndarray, order: np.ndarray, weight: np.ndarray, lo: int,
+                 hi: int) -> np.ndarray | None:
+    """Chunks of a tree of atoms (parent[root] < 0; `order` lists parents before children),
+    each a subtree cut off by removing tree edges, whose weights (integers) all lie in
+    [lo, hi]; None if the tree has no such split. Exact dynamic programming: for every atom,
+    the set of weights the open chunk holding it can have (a bitset), given that every closed
+    chunk below it is within bounds; the chunk weights are chosen near the middle of the band
+    when the tree allows."""
+    n = len(order)
+    full = (1 << (hi + 1)) - 1
+    band = full >> lo << lo
+    w = [int(x) for x in weight]
+    children: list[list[int]] = [[] for _ in range(n)]
+    for v in order[1:].tolist():
+        children[int(parent[v])].append(v)
+    states = [0] * n
+    prefix: list[list[int]] = [[] for _ in range(n)]
+    for v in order[::-1].tolist():
+        s = 1 << w[v] if 0 <= w[v] <= hi else 0
+        steps = [s]
+        for c in children[v]:
+            sc = states[c]
+            new = s if sc & band else 0  # close the child's chunk, or merge it into this one
+            a, b = (s, sc) if s.bit_count() >= sc.bit_count() else (sc, s)
+            for x in _bits(b):
+                new |= a << x
+            s = new & full
+            steps.append(s)
+        if s == 0:
+            return None
+        states[v], prefix[v] = s, steps
+    root = int(order[0])
+    if not states[root] & band:
+        return None
+    mid = (lo + hi) // 2
+    chunk = np.full(n, -1, dtype=np.int64)
+    count = 1
+    stack = [(root, _nearest_bit(states[root] & band, mid), 0)]
+    while stack:
+        v, r, lab = stack.pop()
+        chunk[v] = lab
+        for i in range(len(children[v]) - 1, -1, -1):
+            c, sc, before = children[v][i], states[children[v][i]], prefix[v][i]
+            if sc & band and (before >> r) & 1:
+                stack.append((c, _nearest_bit(sc & band, mid), count))
+                count += 1
+                continue
+            x = max(x for x in _bits(sc) if x <= r and (before >> (r - x)) & 1)
+            stack.append((c, x, lab))
+            r -= x
+    return chunk
+
+
+def _bits(s: int) -> list[int]:
+    """Positions of the set bits of s."""
+    out = []
+    while s:
+        low = s & -s
+        out.append(low.bit_length() - 1)
+        s ^= low
+    return out
+
+
+def _nearest_bit(s: int, target: int) -> int:
+    """The set bit of s nearest target (the lower one on ties)."""
+    return min(_bits(s), key=lambda x: (abs(x - target), x))
+
+
+def _spanning_trees(atoms: _Atoms, xy: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Spanning trees of the atom graph as (parent, order), made as they are asked for:
+    wall-following depth-first trees from the ends of the long axes (long, path-like trees
+    that sweep the region), plain depth-first trees and the tree of the longest shared
+    borders. Atoms the graph does not reach (degenerate slivers, a region pinched apart) are
+    linked to the nearest atom that it does."""
+    n = atoms.n
+    p = _linked_pairs(atoms)
+    sym = (np.r_[p[:, 0], p[:, 1]], np.r_[p[:, 1], p[:, 0]])
+    graph = csr_matrix((np.ones(2 * len(p)), sym), shape=(n, n))
+    roots = list(dict.fromkeys(int(np.argmin(_along_long_axis(xy, t))) for t in _TURNS))
+    for root in roots:
+        for hand in (1.0, -1.0):
+            yield _wall_following_tree(graph, xy, root, hand)
+    for root in roots[:2]:
+        order, parent = depth_first_order(graph, root, directed=False,
+                                          return_predecessors=True)
+        yield np.asarray(parent), np.asarray(order)
+    shared = np.r_[atoms.shared, np.full(len(p) - len(atoms.pairs), 1e-3)]
+    cost = np.r_[1.0 / (shared + 1e-3), 1.0 / (shared + 1e-3)]
+    mst = minimum_spanning_tree(csr_matrix((cost, sym), shape=(n, n)))
+    for root in roots[:2]:
+        order, parent = breadth_first_order(mst, root, directed=False, return_predecessors=True)
+        yield np.asarray(parent), np.asarray(order)
+
+
+def _linked_pairs(atoms: _Atoms) -> np.ndarray:
+    """The adjacent pairs of atoms, plus links from every component of the adjacency graph
+    but the largest to the nearest atom outside it, until the graph is connected."""
+    pairs = atoms.pairs
+    for _ in range(atoms.n):
+        g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(atoms.n, atoms.n))
+        ncomp, comp = connected_components(g, directed=False)
+        if ncomp == 1:
+            break
+        main = int(np.argmax(np.bincount(comp)))
+        links = []
+        for c in range(ncomp):
+            if c == main:
+                continue
+            inside, outside = np.flatnonzero(comp == c), np.flatnonzero(comp != c)
+            q, t = shapely.STRtree(atoms.geoms[outside]).query_nearest(
+                atoms.geoms[inside], all_matches=False)
+            d = shapely.distance(atoms.geoms[inside[q]], atoms.geoms[outside[t]])
+            best = int(np.argmin(d))
+            links.append((int(inside[q[best]]), int(outside[t[best]])))
+        pairs = np.vstack([pairs, np.sort(np.array(links, dtype=np.int64), axis=1)])
+    return pairs
+
+
+def _wall_following_tree(graph: csr_matrix, xy: np.ndarray, root: int,
+                         hand: float) -> tuple[np.ndarray, np.ndarray]:
+    """A depth-first tree that always steps to the unvisited neighbour turning furthest to
+    one hand (+1 counter-clockwise, -1 clockwise) from the way back, so that it sweeps the
+    region like a spiral with few dead ends: (parent, order)."""
+    n = graph.shape[0]
+    indptr, indices = graph.indptr, graph.indices
+    parent = np.full(n, -9999, dtype=np.int64)
+    seen = np.zeros(n, dtype=bool)
+    seen[root] = True
+    order = [root]
+    back = {root: math.atan2(-1.0, 0.0)}
+    stack = [root]
+    while stack:
+        v = stack[-1]
+        nb = indices[indptr[v]:indptr[v + 1]]
+        nb = nb[~seen[nb]]
+        if len(nb) == 0:
+            stack.pop()
+            continue
+        ang = np.arctan2(xy[nb, 1] - xy[v, 1], xy[nb, 0] - xy[v, 0])
+        turn = np.mod(hand * (ang - back[v]), 2 * math.pi)
+        w = int(nb[np.lexsort((nb, turn))[0]])
+        seen[w] = True
+        parent[w] = v
+        back[w] = math.atan2(xy[v, 1] - xy[w, 1], xy[v, 0] - xy[w, 0])
+        order.append(w)
+        stack.append(w)
+    return parent, np.array(order, dtype=np.int64)
+
+
+def _tree_split(layout: _Layout, lo: int, hi: int) -> list[Cell] | None:
+    """Cells from exact splits of spanning trees of the atoms (the band narrowed first, so
+    that footprints straddling cell borders leave the repair some room), connected and
+    repaired."""
+    atoms = layout.atoms
+    xy = shapely.get_coordinates(shapely.point_on_surface(atoms.geoms))
+    weight = np.rint(layout.weight).astype(np.int64)
+    for parent, order in _spanning_trees(atoms, xy):
+        for margin in sorted({(hi - lo) // 8, 0}, reverse=True):
+            chunks = _tree_chunks(parent, order, weight, lo + margin, hi - margin)
+            if chunks is None:
+                continue
+            k = int(chunks.max()) + 1
+            cells = _partition(layout, chunks, k, _Bounds(lo, hi, layout.total / k),
+                               branches=True)
+            if cells is not None:
+                return cells
+    return None
+
+
 def _grid_counts(households: int, lo: int, hi: int) -> list[int]:
     """Numbers of grids that can hold this many households, best (middle of band) first."""
     ks = range(max(1, math.ceil(households / hi)), households // lo + 1)
@@ -740,14 +1009,15 @@ def splittable_from(band: tuple[int, int]) -> int:
 _TURNS = (0.0, math.pi, math.pi / 2, -math.pi / 2, math.pi / 4, -3 * math.pi / 4)
 
 
-def _split(layout: _Layout, k: int, lo: float, hi: float) -> list[Cell] | None:
+def _split(layout: _Layout, k: int, lo: float, hi: float, *,
+           branches: bool = False) -> list[Cell] | None:
     """Cells from bisection chunks, trying turned axes until the repair succeeds."""
     bounds = _Bounds(lo, hi, layout.total / k)
     for turn in _TURNS:
         chunks = _bisect(layout.atoms, layout.weight, k, lo, hi, turn)
         if chunks is None:
             continue
-        cells = _partition(layout, chunks, k, bounds)
+        cells = _partition(layout, chunks, k, bounds, branches=branches)
         if cells is not None:
             return cells
     return None
@@ -772,7 +1042,33 @@ def grid_partition(community: BaseGeometry, buildings: gpd.GeoDataFrame, *,
         cells = _split(layout, k, lo, hi)
         if cells is not None:
             return cells
+    for name, attempt in _fallbacks(region, buildings, layout, math.ceil(lo), math.floor(hi)):
+        cells = attempt()
+        if cells is not None:
+            logger.info("grid_partition: %d households in %d buildings split by the fallback "
+                        "'%s' into %d grids", households, len(buildings), name, len(cells))
+            return cells
     raise RuntimeError(f"could not split {households} households into grids of {lo}-{hi}")
+
+
+def _fallbacks(region: Polygon, buildings: gpd.GeoDataFrame, layout: _Layout, lo: int,
+               hi: int) -> list[tuple[str, Callable[[], list[Cell] | None]]]:
+    """Ever more thorough attempts for when bisection and repair fail, in order. Bisection
+    fails when the atom graph allows no split into band-sized connected cells, typically a
+    part of the community hanging on one large atom (a building's Voronoi cell that is the
+    only way in) holding more than hi households, while what lies behind that atom holds too
+    few for a grid of its own. Exact splits of spanning trees find any split a tree allows,
+    and atoms refined by household-free seeds let cells pass beside such a building."""
+
+    def refined(per_building: float) -> Callable[[], list[Cell] | None]:
+        return lambda: _tree_split(
+            _Layout(region, buildings, _MIN_SHARED_LEAF_M, fillers=per_building), lo, hi)
+
+    return [
+        ("spanning-tree split", lambda: _tree_split(layout, lo, hi)),
+        ("spanning-tree split of refined atoms", refined(4.0)),
+        ("spanning-tree split of finer atoms", refined(16.0)),
+    ]
 
 
 def community_partition(street: BaseGeometry, buildings: gpd.GeoDataFrame, *,
