@@ -279,6 +279,7 @@ async function start() {
     style: baseStyle(),
     center: BEIJING,
     zoom: 10,
+    hash: true, // the view lives in the URL (#zoom/lat/lon): shareable, survives reloads
     attributionControl: { compact: true },
   });
   map.addControl(new maplibregl.NavigationControl(), "top-right");
@@ -337,7 +338,7 @@ async function start() {
       status.truncated = districts.truncated || streets.truncated || communities.truncated;
       renderStatus();
     }
-    if (extent) {
+    if (extent && !window.location.hash) { // a view in the URL wins over "fit all"
       map.fitBounds([[extent[0], extent[1]], [extent[2], extent[3]]], { padding: 40, duration: 0 });
     }
   } catch (error) {
