@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
 
 from api.deps import open_engine
 from api.errors import install_error_handlers
 from api.routers import boundaries, health, pages
 from api.settings import Settings
 from gis.errors import DatabaseUnavailable
+from gis.users import active_demo_users
 
 API_PREFIX = "/api/v1"
 logger = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
         except DatabaseUnavailable as exc:
             logger.warning("%s", exc.message)
             app.state.engine = None
+        if settings.env == "production":
+            _refuse_demo_users(app.state.engine)
         try:
             yield
         finally:
@@ -65,6 +69,17 @@ def create_app(settings: Settings) -> FastAPI:
         app.mount("/vendor/swagger-ui", StaticFiles(directory=pages.SWAGGER_DIR),
                   name="swagger-ui")
     return app
+
+
+def _refuse_demo_users(engine: Engine | None) -> None:
+    """Production must not start with demo accounts (their passwords are public)."""
+    if engine is None:
+        raise RuntimeError("production start needs the database (to check for demo users)")
+    with engine.connect() as conn:
+        demo = active_demo_users(conn)
+    if demo:
+        raise RuntimeError(f"refusing to start in production: demo users present "
+                           f"({', '.join(demo)}); disable them with `gridops users disable`")
 
 
 def app_from_env() -> FastAPI:

@@ -10,6 +10,7 @@ from rich.console import Console
 from api.cli_db import db_app
 from api.cli_demo import demo_app
 from api.cli_import import export, import_app
+from api.cli_users import users_app
 from gis.errors import GridOpsError
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.command(name="export")(export)
 app.add_typer(demo_app, name="demo")
+app.add_typer(users_app, name="users")
 err = Console(stderr=True)
 
 

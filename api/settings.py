@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gis.cluster import LocalCluster
 from gis.errors import ClusterError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MIN_SECRET = 32
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "dev", "development", "default"}
 
 
 class Settings(BaseSettings):
@@ -29,8 +31,23 @@ class Settings(BaseSettings):
     metric_crs: int = Field(default=4548, description="projected CRS for metres (CGCS2000 GK 117E)")
     page_max: int = Field(default=1000, ge=1, description="largest page a list endpoint returns")
     basemap_url: str | None = Field(default=None, description="optional raster tile URL template")
+    secret_key: SecretStr | None = Field(
+        default=None, description="signs sessions and tokens; required in production")
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @model_validator(mode="after")
+    def _production_needs_a_real_secret(self) -> Settings:
+        """Production refuses a missing, placeholder or short secret key."""
+        if self.env != "production":
+            return self
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if len(secret) < MIN_SECRET or secret.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "GRIDOPS_SECRET_KEY must be a random value of at least "
+                f"{MIN_SECRET} characters in production (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)")
+        return self
 
     def cluster(self) -> LocalCluster:
         return LocalCluster(root=self.home / "pg", port=self.pg_port)
