@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.settings import Settings
 from gis import migrate
-from gis.database import drop_database, make_engine, normalise_url, server_info
+from gis.database import drop_database, make_engine, normalise_url, safe_url, server_info
 from gis.errors import ClusterError, DatabaseUnavailable
 from gis.provision import provision
 
@@ -35,7 +35,7 @@ def up() -> None:
     """Install missing packages (as root), init and start the local cluster, create the DB."""
     settings = Settings()
     url = bring_up(settings)
-    out.print(f"[green]database ready[/] {_safe(url)}")
+    out.print(f"[green]database ready[/] {safe_url(url)}")
 
 
 @db_app.command()
@@ -68,14 +68,14 @@ def status() -> None:
             raise typer.Exit(3)
         out.print(f"state     running (pid {pid})")
     url = settings.db_url()
-    out.print(f"url       {_safe(url)}")
+    out.print(f"url       {safe_url(url)}")
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
             info = server_info(conn)
             current = migrate.current_revision(conn)
     except SQLAlchemyError as exc:
-        raise DatabaseUnavailable(f"cannot connect to {_safe(url)}: {exc}") from exc
+        raise DatabaseUnavailable(f"cannot connect to {safe_url(url)}: {exc}") from exc
     finally:
         engine.dispose()
     out.print(f"postgres  {info.postgresql}")
@@ -106,12 +106,12 @@ def reset(yes: bool = typer.Option(False, "--yes", help="do not ask for confirma
     settings = Settings()
     url = settings.db_url()
     if not yes:
-        typer.confirm(f"Drop ALL data in {_safe(url)}?", abort=True)
+        typer.confirm(f"Drop ALL data in {safe_url(url)}?", abort=True)
     bring_up(settings)
     drop_database(url)
     bring_up(settings)
     migrate.upgrade(url)
-    out.print(f"[green]database reset[/] {_safe(url)}")
+    out.print(f"[green]database reset[/] {safe_url(url)}")
 
 
 @db_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -123,6 +123,3 @@ def psql(ctx: typer.Context) -> None:
     url = make_url(normalise_url(Settings().live_db_url())).set(drivername="postgresql")
     os.execv(psql_bin, ["psql", url.render_as_string(hide_password=False), *ctx.args])
 
-
-def _safe(url: str) -> str:
-    return make_url(normalise_url(url)).render_as_string(hide_password=True)

@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from api.settings import Settings
-from gis.database import make_engine
+from gis.database import engine_for
 from gis.errors import InvalidInput
 
 demo_app = typer.Typer(help="The demo city.", no_args_is_help=True)
@@ -44,8 +44,7 @@ def load(
     if scale not in SCALES:
         raise InvalidInput(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}",
                            field="scale")
-    engine = make_engine(Settings().live_db_url())
-    try:
+    with engine_for(Settings().live_db_url()) as engine:
         existing = loaded_demo(engine)
         if existing is not None:
             out.print(f"the database already holds data ({existing}); nothing loaded. "
@@ -59,8 +58,6 @@ def load(
             counts = load_city(engine, city, bar)
             bar.finish()
         seconds = time.monotonic() - started
-    finally:
-        engine.dispose()
     out.print(f"[green]demo city loaded[/] (scale {scale}, seed {seed}) in {seconds:.0f} s: "
               + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
 
@@ -101,11 +98,8 @@ def info() -> None:
     """Print the number of rows in each table."""
     from gis.demo import table_counts
 
-    engine = make_engine(Settings().live_db_url())
-    try:
+    with engine_for(Settings().live_db_url()) as engine:
         counts = table_counts(engine)
-    finally:
-        engine.dispose()
     table = Table("table", "rows")
     for name, count in counts.items():
         table.add_row(name, f"{count:,}")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.settings import Settings
-from gis.database import make_engine
+from gis.database import engine_for
 from gis.errors import ImportRejected
 from gis.import_read import parse_instant
 from gis.importers import ImportOptions, ImportReport, Kind, export_layer, import_file
@@ -70,16 +70,14 @@ def _fields(**mapped: str | None) -> dict[str, str]:
 
 
 def _run(kind: Kind, file: Path, options: ImportOptions) -> None:
-    engine = make_engine(Settings().live_db_url())
     try:
-        report = import_file(engine, kind, file, options)
+        with engine_for(Settings().live_db_url()) as engine:
+            report = import_file(engine, kind, file, options)
     except ImportRejected as exc:
         if not isinstance(exc.detail, ImportReport):
             raise
         _print(exc.detail)
         raise typer.Exit(1) from exc
-    finally:
-        engine.dispose()
     _print(report)
 
 
@@ -183,9 +181,6 @@ def export(
 ) -> None:
     """Export a layer to GeoJSON or GeoPackage (format from the extension)."""
     instant: datetime | None = parse_instant(at, "--at") if at else None
-    engine = make_engine(Settings().live_db_url())
-    try:
+    with engine_for(Settings().live_db_url()) as engine:
         count = export_layer(engine, cast(Kind, kind.value), out_file, level=level, at=instant)
-    finally:
-        engine.dispose()
     out.print(f"[green]exported {count} {kind.value} to {out_file}[/]")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from api.settings import Settings
 from gis import users
-from gis.database import make_engine
+from gis.database import engine_for
 
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 out = Console(highlight=False)
@@ -36,14 +36,11 @@ def add(
 ) -> None:
     """Create a user."""
     secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    engine = make_engine(Settings().live_db_url())
-    try:
+    with engine_for(Settings().live_db_url()) as engine:
         with engine.begin() as conn:
             user = users.add_user(conn, username=username, password=secret, roles=_split(role),
                                   scope_codes=_split(scope or []), department_code=department,
                                   person_id=person, display_name=display_name, actor=ACTOR)
-    finally:
-        engine.dispose()
     out.print(f"[green]user {user['username']} created[/] (id {user['id']}, roles "
               f"{', '.join(user['roles'])}, scope {', '.join(user['scope_codes']) or 'city'})")
 
@@ -51,12 +48,9 @@ def add(
 @users_app.command(name="list")
 def list_() -> None:
     """List users (never their passwords)."""
-    engine = make_engine(Settings().live_db_url())
-    try:
+    with engine_for(Settings().live_db_url()) as engine:
         with engine.connect() as conn:
             rows = users.list_users(conn)
-    finally:
-        engine.dispose()
     table = Table("username", "roles", "scope", "active", "demo")
     for row in rows:
         table.add_row(row["username"], ", ".join(row["roles"]),
@@ -72,22 +66,16 @@ def passwd(
 ) -> None:
     """Set a user's password."""
     secret = password or typer.prompt("new password", hide_input=True, confirmation_prompt=True)
-    engine = make_engine(Settings().live_db_url())
-    try:
+    with engine_for(Settings().live_db_url()) as engine:
         with engine.begin() as conn:
             users.set_password(conn, username, secret, actor=ACTOR)
-    finally:
-        engine.dispose()
     out.print(f"password of {username} changed")
 
 
 @users_app.command()
 def disable(username: str) -> None:
     """Disable a user (accounts are kept for the audit log)."""
-    engine = make_engine(Settings().live_db_url())
-    try:
+    with engine_for(Settings().live_db_url()) as engine:
         with engine.begin() as conn:
             users.disable_user(conn, username, actor=ACTOR)
-    finally:
-        engine.dispose()
     out.print(f"user {username} disabled")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -61,7 +64,7 @@ def ensure_database(url: str) -> bool:
             return True
     except OperationalError as exc:
         raise DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {_safe(url)}: {_reason(exc)}"
+            f"cannot reach PostgreSQL at {safe_url(url)}: {_reason(exc)}"
         ) from exc
     finally:
         admin.dispose()
@@ -99,6 +102,16 @@ def ensure_extensions(conn: Connection, names: tuple[str, ...] = EXTENSIONS) -> 
     return created
 
 
+@contextmanager
+def engine_for(url: str, **kwargs: Any) -> Iterator[Engine]:
+    """An engine for the duration of a block (commands that connect once), then disposed."""
+    engine = make_engine(url, **kwargs)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     postgresql: str
@@ -120,7 +133,8 @@ def server_info(conn: Connection) -> ServerInfo:
     )
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
+    """The URL with its password hidden (for messages)."""
     return make_url(normalise_url(url)).render_as_string(hide_password=True)
 
 
