@@ -37,6 +37,16 @@ web/node_modules/.package-lock.json: web/package-lock.json
 deps: $(VENV)/.installed web/node_modules/.package-lock.json
 .PHONY: deps
 
+# -- Browser for the page tests (Debian's Chromium + CJK fonts; Playwright drives it) --
+BROWSER_PACKAGES := chromium fonts-noto-cjk
+browser:
+	@missing=$$(for p in $(BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; \
+	  else echo "missing: $$missing; run: sudo apt-get install $$missing"; exit 1; fi; \
+	fi
+.PHONY: browser
+
 # -- Database ------------------------------------------------------------------------
 db: deps
 	$(GRIDOPS) db migrate
@@ -50,7 +60,7 @@ lint: deps
 	$(BIN)/ruff check gis api tests migrations
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(GRIDOPS) db up
 	$(BIN)/pytest -q
 

@@ -13,7 +13,9 @@ from sqlalchemy import Engine
 
 from api.deps import open_engine
 from api.errors import install_error_handlers
-from api.routers import boundaries, health, pages
+from api.middleware import RequestIdMiddleware
+from api.routers import audit, auth, boundaries, health, incidents, pages, users
+from api.security import RateLimiter
 from api.settings import Settings
 from gis.errors import DatabaseUnavailable
 from gis.users import active_demo_users
@@ -54,9 +56,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = None
     app.state.templates = Jinja2Templates(directory=pages.TEMPLATES_DIR)
+    app.state.rate_limiter = RateLimiter()
     install_error_handlers(app)
-    app.include_router(health.router, prefix=API_PREFIX)
-    app.include_router(boundaries.router, prefix=API_PREFIX)
+    app.add_middleware(RequestIdMiddleware)
+    for router in (health.router, auth.router, boundaries.router, incidents.router,
+                   users.router, audit.router):
+        app.include_router(router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     if pages.maplibre_installed():

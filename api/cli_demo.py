@@ -18,8 +18,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from sqlalchemy import Engine
 
 from api.settings import Settings
+from gis.audit import Actor
 from gis.database import engine_for
 from gis.errors import InvalidInput
 
@@ -49,17 +51,36 @@ def load(
         if existing is not None:
             out.print(f"the database already holds data ({existing}); nothing loaded. "
                       "Use `gridops db reset --yes` first to load another city.")
-            return
-        started = time.monotonic()
-        with Progress(TextColumn("{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=out) as progress:
-            bar = _StepBar(progress)
-            city = build_city(seed, SCALES[scale], bar, as_of=_beijing(as_of))
-            counts = load_city(engine, city, bar)
-            bar.finish()
-        seconds = time.monotonic() - started
-    out.print(f"[green]demo city loaded[/] (scale {scale}, seed {seed}) in {seconds:.0f} s: "
-              + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+        else:
+            started = time.monotonic()
+            with Progress(TextColumn("{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(), console=out) as progress:
+                bar = _StepBar(progress)
+                city = build_city(seed, SCALES[scale], bar, as_of=_beijing(as_of))
+                counts = load_city(engine, city, bar)
+                bar.finish()
+            seconds = time.monotonic() - started
+            out.print(f"[green]demo city loaded[/] (scale {scale}, seed {seed}) in "
+                      f"{seconds:.0f} s: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+        _demo_users(engine)
+
+
+def _demo_users(engine: Engine) -> None:
+    """Create the missing demo users and print every demo login (demo only)."""
+    from gis.demo_users import ensure_demo_users
+
+    with engine.begin() as conn:
+        made = ensure_demo_users(conn, Actor("demo"))
+    out.print("demo logins — [bold]DEMO ONLY[/], the passwords are public; production "
+              "refuses to start while they are active:")
+    table = Table("username", "password", "role", "scope")
+    for column in table.columns:
+        column.no_wrap = True
+    for user, state in made:
+        note = "" if state in ("created", "exists") else f" ({state})"
+        table.add_row(user.username, user.password, user.role + note,
+                      ", ".join(user.scope) or "city")
+    out.print(table)
 
 
 class _StepBar:

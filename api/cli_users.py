@@ -11,11 +11,12 @@ from rich.table import Table
 
 from api.settings import Settings
 from gis import users
+from gis.audit import Actor
 from gis.database import engine_for
 
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 out = Console(highlight=False)
-ACTOR = f"cli:{getpass.getuser()}"
+ACTOR = Actor(f"cli:{getpass.getuser()}")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -40,7 +41,7 @@ def add(
         with engine.begin() as conn:
             user = users.add_user(conn, username=username, password=secret, roles=_split(role),
                                   scope_codes=_split(scope or []), department_code=department,
-                                  person_id=person, display_name=display_name, actor=ACTOR)
+                                  person_id=person, display_name=display_name, by=ACTOR)
     out.print(f"[green]user {user['username']} created[/] (id {user['id']}, roles "
               f"{', '.join(user['roles'])}, scope {', '.join(user['scope_codes']) or 'city'})")
 
@@ -68,7 +69,7 @@ def passwd(
     secret = password or typer.prompt("new password", hide_input=True, confirmation_prompt=True)
     with engine_for(Settings().live_db_url()) as engine:
         with engine.begin() as conn:
-            users.set_password(conn, username, secret, actor=ACTOR)
+            users.set_password(conn, username, secret, by=ACTOR)
     out.print(f"password of {username} changed")
 
 
@@ -77,5 +78,5 @@ def disable(username: str) -> None:
     """Disable a user (accounts are kept for the audit log)."""
     with engine_for(Settings().live_db_url()) as engine:
         with engine.begin() as conn:
-            users.disable_user(conn, username, actor=ACTOR)
+            users.disable_user(conn, username, by=ACTOR)
     out.print(f"user {username} disabled")

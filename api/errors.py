@@ -36,6 +36,9 @@ STATUS_CODES: dict[type[Exception], int] = {
     errors.ImportRejected: status.HTTP_422_UNPROCESSABLE_CONTENT,
     errors.NotFound: status.HTTP_404_NOT_FOUND,
     errors.Conflict: status.HTTP_409_CONFLICT,
+    errors.Unauthenticated: status.HTTP_401_UNAUTHORIZED,
+    errors.Forbidden: status.HTTP_403_FORBIDDEN,
+    errors.TooManyRequests: status.HTTP_429_TOO_MANY_REQUESTS,
     errors.DatabaseUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     errors.ClusterError: status.HTTP_503_SERVICE_UNAVAILABLE,
     # Database errors that escape the domain (safety nets: never a 500 for these).
@@ -103,7 +106,16 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
     }
     if exc.detail is not None:
         content["report"] = jsonable_encoder(exc.detail)
-    return JSONResponse(status_code=code, content=content)
+    return JSONResponse(status_code=code, content=content, headers=_headers(exc))
+
+
+def _headers(exc: errors.GridOpsError) -> dict[str, str] | None:
+    """Headers a status needs: how to authenticate (401), when to retry (429)."""
+    if isinstance(exc, errors.Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, errors.TooManyRequests):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 def database_message(exc: sa_exc.SQLAlchemyError, timeout_ms: int | None) -> str:

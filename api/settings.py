@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +35,21 @@ class Settings(BaseSettings):
     basemap_url: str | None = Field(default=None, description="optional raster tile URL template")
     secret_key: SecretStr | None = Field(
         default=None, description="signs sessions and tokens; required in production")
+    session_ttl_minutes: int = Field(
+        default=480, ge=5, le=7 * 24 * 60, description="lifetime of a token or browser session")
+    cookie_secure: bool = Field(
+        default=True, description="mark session cookies Secure (browsers still send them to "
+                                  "http://127.0.0.1 and localhost)")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed logins per username before it is throttled")
+    login_ip_max_failures: int = Field(
+        default=30, ge=1, description="failed logins per client address before it is throttled")
+    login_window_minutes: int = Field(
+        default=15, ge=1, description="window over which failed logins are counted")
+    public_rate_per_minute: int = Field(
+        default=120, ge=1, description="requests per minute per client address to each public "
+                                       "endpoint (health, login, citizen report, Open311), "
+                                       "per worker process")
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -48,6 +65,29 @@ class Settings(BaseSettings):
                 f"{MIN_SECRET} characters in production (e.g. `python -c 'import secrets; "
                 "print(secrets.token_urlsafe(48))'`)")
         return self
+
+    def signing_key(self) -> bytes:
+        """The key that signs tokens and CSRF values: GRIDOPS_SECRET_KEY, else (outside
+        production) a random key kept in the project folder, created on first use so that
+        every worker process and restart shares it."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        if self.env == "production":  # unreachable: the validator refuses it
+            raise ValueError("GRIDOPS_SECRET_KEY is required in production")
+        path = self.home / "secret_key"
+        if not path.exists():  # written whole, then linked: concurrent workers agree
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f"secret_key.{os.getpid()}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        return path.read_text().strip().encode()
 
     def cluster(self) -> LocalCluster:
         return LocalCluster(root=self.home / "pg", port=self.pg_port)

@@ -45,3 +45,19 @@ class MissingExtension(ClusterError):
 
 class ImportRejected(GridOpsError):
     """A file failed validation; `detail` is the validation report. Nothing was loaded."""
+
+
+class Unauthenticated(GridOpsError):
+    """No valid credentials: missing, wrong, tampered, expired or revoked."""
+
+
+class Forbidden(GridOpsError):
+    """Authenticated, but the user's roles do not allow this (or a CSRF check failed)."""
+
+
+class TooManyRequests(GridOpsError):
+    """A rate limit or login throttle; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int = 60, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, retry_after)

@@ -145,6 +145,32 @@ class User(Base):
     person: Mapped[Person | None] = relationship()
 
 
+class AuthSession(Base):
+    """A login: a bearer token or a browser cookie, until it expires or is revoked."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    kind: Mapped[str]
+    created_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    client_ip: Mapped[str | None]
+    user_agent: Mapped[str | None]
+
+
+class LoginFailure(Base):
+    """A failed login attempt (logins are throttled on recent failures)."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=NOW)
+    username: Mapped[str]
+    client_ip: Mapped[str]
+
+
 # -- grids and grid plans ----------------------------------------------------------------
 
 

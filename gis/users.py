@@ -40,7 +40,7 @@ def add_user(
     conn: Connection, *, username: str, password: str, roles: Sequence[str],
     scope_codes: Sequence[str] = (), department_code: str | None = None,
     person_id: int | None = None, display_name: str | None = None, is_demo: bool = False,
-    actor: str,
+    by: audit.Actor,
 ) -> dict[str, Any]:
     """Create a user; InvalidInput names the bad field, Conflict a taken username."""
     if not USERNAME.match(username):
@@ -72,7 +72,7 @@ def add_user(
          "person_id": person_id, "is_demo": is_demo},
     ).mappings().one()
     user = dict(row)
-    audit.record(conn, actor=actor, action="user.add", object_type="user",
+    audit.record(conn, by, action="user.add", object_type="user",
                  object_id=str(user["id"]), after=user)
     return user
 
@@ -84,21 +84,21 @@ def list_users(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in rows.mappings()]
 
 
-def set_password(conn: Connection, username: str, password: str, *, actor: str) -> None:
+def set_password(conn: Connection, username: str, password: str, *, by: audit.Actor) -> None:
     """Replace a user's password."""
     _check_password(password)
     user_id = _user_id(conn, username)
     conn.execute(text("UPDATE users SET password_hash = :h, password_changed_at = now() "
                       "WHERE id = :id"), {"h": hash_password(password), "id": user_id})
-    audit.record(conn, actor=actor, action="user.passwd", object_type="user",
+    audit.record(conn, by, action="user.passwd", object_type="user",
                  object_id=str(user_id))
 
 
-def disable_user(conn: Connection, username: str, *, actor: str) -> None:
+def disable_user(conn: Connection, username: str, *, by: audit.Actor) -> None:
     """Disable a user (accounts are never deleted: the audit log refers to them)."""
     user_id = _user_id(conn, username)
     conn.execute(text("UPDATE users SET is_active = false WHERE id = :id"), {"id": user_id})
-    audit.record(conn, actor=actor, action="user.disable", object_type="user",
+    audit.record(conn, by, action="user.disable", object_type="user",
                  object_id=str(user_id), before={"is_active": True}, after={"is_active": False})
 
 

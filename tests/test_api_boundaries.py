@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, text
 
 from api.app import create_app
 from api.settings import Settings
+from tests.auth_world import sign_in
 
 SQUARE = "MULTIPOLYGON((({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0})))"
 
@@ -76,6 +77,7 @@ def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     with engine.begin() as conn:
         insert_boundaries(conn)
     with TestClient(create_app(settings)) as test_client:
+        sign_in(test_client, engine)
         yield test_client
 
 
@@ -276,6 +278,7 @@ def test_limit_above_the_configured_page_max_is_422(settings: Settings, engine: 
         insert_boundaries(conn)
     small = settings.model_copy(update={"page_max": 3})
     with TestClient(create_app(small)) as client:
+        sign_in(client, engine)
         entry = error_for(client, "/api/v1/jurisdictions", {"limit": 4})
         assert entry["msg"] == "limit must be at most 3; got 4"
         default = get_ok(client, "/api/v1/jurisdictions")  # default page shrinks to page_max

@@ -17,6 +17,7 @@ from api.deps import ConnDep
 from api.errors import STATUS_CODES, status_for
 from api.settings import Settings
 from gis import errors, migrate
+from tests.auth_world import sign_in
 
 
 def closed_port() -> int:
@@ -43,8 +44,9 @@ def app(settings: Settings) -> FastAPI:
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
+def client(app: FastAPI, engine: Engine) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
+        sign_in(test_client, engine)
         yield test_client
 
 
@@ -130,7 +132,8 @@ def test_database_down_is_503_with_a_readable_detail(tmp_path: Path) -> None:
             assert detail.startswith("database unavailable: ")
             assert "127.0.0.1" in detail and "secret" not in detail
             assert response.headers["retry-after"]
-        assert client.get("/").status_code == 200  # pages do not need the database
+        assert client.get("/login").status_code == 200  # the login page needs no database
+        assert client.get("/", follow_redirects=False).status_code == 303  # to /login
 
 
 def test_local_cluster_not_set_up_is_503_naming_the_fix(tmp_path: Path) -> None:
@@ -149,6 +152,7 @@ def test_statement_timeout_is_503_with_a_readable_message(
 ) -> None:
     quick = settings.model_copy(update={"statement_timeout_ms": 200})
     with TestClient(create_app(quick)) as client, engine.begin() as blocker:
+        sign_in(client, engine)
         # Another session holds the table: the API's query waits past its timeout.
         blocker.execute(text("LOCK TABLE jurisdictions IN ACCESS EXCLUSIVE MODE"))
         response = client.get("/api/v1/jurisdictions")
@@ -158,9 +162,13 @@ def test_statement_timeout_is_503_with_a_readable_message(
                              "statement timeout (200 ms)")
 
 
-def test_missing_schema_is_503_telling_to_migrate(settings: Settings, db_url: str) -> None:
-    migrate.downgrade(db_url, "base")
+def test_missing_schema_is_503_telling_to_migrate(
+    settings: Settings, db_url: str, engine: Engine
+) -> None:
     with TestClient(create_app(settings)) as client:
+        sign_in(client, engine)
+        engine.dispose()
+        migrate.downgrade(db_url, "base")
         response = client.get("/api/v1/grids")
     assert response.status_code == 503
     assert "run `gridops db migrate`" in response.json()["detail"]

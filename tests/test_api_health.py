@@ -9,16 +9,19 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from api.app import create_app
 from api.routers.pages import INSTALL_HINT, swagger_installed
 from api.settings import Settings
 from gis import migrate
+from tests.auth_world import sign_in
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
+        sign_in(test_client, engine)  # the map page needs a signed-in user
         yield test_client
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from gis import migrate
 from gis.cluster import LocalCluster, ensure_system_packages
 from gis.database import ensure_extensions, make_engine
 from gis.errors import MissingExtension, MissingSystemPackages
@@ -99,7 +100,8 @@ def test_cli_lifecycle(tmp_path: Path) -> None:
         status = run_cli("db", "status", env=env)
         assert status.returncode == 0, status.stderr
         assert "running" in status.stdout and "postgis   3." in status.stdout
-        assert "migration 0001 (head 0001)" in status.stdout
+        head = migrate.head_revision()
+        assert f"migration {head} (head {head})" in status.stdout
         insert = run_cli("db", "psql", "-c", "INSERT INTO audit_log (actor, action, object_type) "
                          "VALUES ('test', 'probe', 'none')", env=env)
         assert insert.returncode == 0, insert.stderr

@@ -12,10 +12,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, text
 
+from gis.audit import Actor
+from gis.auth import principal_for
 from gis.database import make_engine
+from gis.demo_users import DEMO_USERS, ensure_demo_users
 from gis.democity.city import STRADDLER_NAME, build_city
 from gis.democity.load import load_city
 from gis.democity.model import CITY, DEMO, City, Scale
+from gis.incidents import IncidentFilter, list_incidents
+from gis.users import ROLES
+from tests.auth_world import session_for
 
 SEED = 7
 AS_OF = datetime(2026, 11, 20, 17, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -246,3 +252,26 @@ def test_incident_history_is_placed_in_its_grid(db: Engine) -> None:
     span_days = scalar(db, "SELECT extract(day FROM max(reported_at) - min(reported_at)) "
                            "FROM incidents")
     assert 80 <= float(span_days) <= DEMO.incident_days  # type: ignore[arg-type]
+
+
+def test_demo_users_one_per_role_bound_and_scoped(db: Engine) -> None:
+    with db.begin() as conn:
+        first = ensure_demo_users(conn, Actor("demo"))
+        again = ensure_demo_users(conn, Actor("demo"))
+    assert [state for _, state in first] == ["created"] * len(DEMO_USERS)
+    assert [state for _, state in again] == ["exists"] * len(DEMO_USERS)
+    assert {u.role for u in DEMO_USERS} == set(ROLES)
+    with db.connect() as conn:
+        chief = principal_for(conn, session_for(conn, "demo_chief"))
+        dispatcher = principal_for(conn, session_for(conn, "demo_dispatcher"))
+    assert chief is not None and chief.person_id is not None
+    assert dispatcher is not None and dispatcher.department_id is not None
+    # The chief sees incidents only on the streets assigned to them, and some there.
+    with db.connect() as conn:
+        page = list_incidents(conn, chief, IncidentFilter(), limit=1000)
+        assigned = set(conn.scalars(text(
+            "SELECT street_id FROM street_assignments WHERE person_id = :p"),
+            {"p": chief.person_id}))
+    features = page.collection["features"]
+    assert features
+    assert {f["properties"]["street_id"] for f in features} <= assigned

@@ -15,8 +15,10 @@ from sqlalchemy import Engine, text
 from api.app import create_app
 from api.settings import Settings
 from gis import users
+from gis.audit import Actor
 from gis.errors import Conflict, InvalidInput, NotFound
 
+TEST = Actor("test")
 SQUARE = "MULTIPOLYGON(((116.3 39.9,116.31 39.9,116.31 39.91,116.3 39.91,116.3 39.9)))"
 
 
@@ -37,7 +39,7 @@ def audit_actions(engine: Engine) -> list[str]:
 
 def test_add_hashes_with_argon2_and_audits(xicheng: Engine) -> None:
     with xicheng.begin() as conn:
-        user = users.add_user(conn, username="op_xc", password="correct horse", actor="test",
+        user = users.add_user(conn, username="op_xc", password="correct horse", by=TEST,
                               roles=["operator", "viewer"], scope_codes=["110102"])
     assert user["roles"] == ["operator", "viewer"] and user["scope_codes"] == ["110102"]
     assert "password_hash" not in user
@@ -70,9 +72,9 @@ def test_bad_users_are_refused_naming_the_field_and_write_nothing(
 ) -> None:
     with xicheng.begin() as conn:
         users.add_user(conn, username="taken", password="long enough", roles=["viewer"],
-                       actor="test")
+                       by=TEST)
     spec: dict[str, object] = {"username": "new_user", "password": "long enough",
-                               "roles": ["viewer"], "actor": "test", **kwargs}
+                               "roles": ["viewer"], "by": TEST, **kwargs}
     with pytest.raises(error) as raised, xicheng.begin() as conn:
         users.add_user(conn, **spec)  # type: ignore[arg-type]
     assert raised.value.field == field  # type: ignore[attr-defined]
@@ -84,16 +86,16 @@ def test_bad_users_are_refused_naming_the_field_and_write_nothing(
 def test_passwd_and_disable_are_audited(xicheng: Engine) -> None:
     with xicheng.begin() as conn:
         users.add_user(conn, username="chief", password="long enough", roles=["viewer"],
-                       actor="test")
-        users.set_password(conn, "chief", "another long one", actor="test")
-        users.disable_user(conn, "chief", actor="test")
+                       by=TEST)
+        users.set_password(conn, "chief", "another long one", by=TEST)
+        users.disable_user(conn, "chief", by=TEST)
     with xicheng.connect() as conn:
         row = conn.execute(text("SELECT password_hash, is_active FROM users")).one()
     assert users.verify_password(row.password_hash, "another long one")
     assert row.is_active is False
     assert audit_actions(xicheng) == ["user.add", "user.passwd", "user.disable"]
     with pytest.raises(NotFound), xicheng.begin() as conn:
-        users.disable_user(conn, "nobody", actor="test")
+        users.disable_user(conn, "nobody", by=TEST)
 
 
 def test_cli_users(db_url: str) -> None:
@@ -125,11 +127,11 @@ def test_production_refuses_to_start_with_demo_users(settings: Settings, engine:
     production = Settings(**{**production.model_dump(), "secret_key": "k" * 48})
     with engine.begin() as conn:
         users.add_user(conn, username="demo_op", password="demo-demo", roles=["operator"],
-                       is_demo=True, actor="test")
+                       is_demo=True, by=TEST)
     with pytest.raises(RuntimeError, match="demo users present"), \
             TestClient(create_app(production)):
         pass
     with engine.begin() as conn:
-        users.disable_user(conn, "demo_op", actor="test")
+        users.disable_user(conn, "demo_op", by=TEST)
     with TestClient(create_app(production)) as client:
         assert client.get("/api/v1/health").status_code == 200

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep, SettingsDep
+from api.security import get_principal
 from gis import features
 from gis.features import FeaturePage, Level
 
@@ -18,7 +19,10 @@ class GeoJSONResponse(JSONResponse):
     media_type = "application/geo+json"
 
 
-router = APIRouter(tags=["boundaries"], default_response_class=GeoJSONResponse)
+# Boundaries are read by every signed-in role (operators see neighbours on the map too);
+# only the case data on them (incidents, teams, tasks) is scoped.
+router = APIRouter(tags=["boundaries"], default_response_class=GeoJSONResponse,
+                   dependencies=[Depends(get_principal)])
 
 BBoxQuery = Annotated[str | None, Query(
     description="minlon,minlat,maxlon,maxlat in WGS84 degrees; features intersecting it",
@@ -41,11 +45,12 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _collection(request: Request, page: FeaturePage) -> GeoJSONResponse:
-    """The page's FeatureCollection with `self` and (when more exist) `next` links."""
+def collection(request: Request, page: FeaturePage, cursor: str = "after") -> GeoJSONResponse:
+    """The page's FeatureCollection with `self` and (when more exist) `next` links; the
+    next link carries the page's cursor in the query parameter `cursor`."""
     links = [{"rel": "self", "type": "application/geo+json", "href": str(request.url)}]
     if page.next_after is not None:
-        href = str(request.url.include_query_params(after=page.next_after))
+        href = str(request.url.include_query_params(**{cursor: page.next_after}))
         links.append({"rel": "next", "type": "application/geo+json", "href": href})
     return GeoJSONResponse({**page.collection, "links": links})
 
@@ -74,7 +79,7 @@ def list_jurisdictions(
         limit=features.check_limit(limit, settings.page_max),
         after=after,
     )
-    return _collection(request, page)
+    return collection(request, page)
 
 
 @router.get("/jurisdictions/{code}", summary="One jurisdiction as a Feature",
@@ -112,7 +117,7 @@ def list_grids(
         limit=features.check_limit(limit, settings.page_max),
         after=after,
     )
-    return _collection(request, page)
+    return collection(request, page)
 
 
 @router.get("/grids/{code}", summary="One grid as a Feature", responses=NOT_FOUND)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 
 from api.deps import get_engine
 from api.errors import RETRY_AFTER_SECONDS, database_message
+from api.security import rate_limited
 from gis import migrate
 from gis.database import server_info
 from gis.errors import DatabaseUnavailable
@@ -50,6 +51,7 @@ class Unavailable(BaseModel):
     response_model_exclude_unset=True,
     responses={503: {"model": Unavailable, "description": "database unreachable"}},
     summary="Service health",
+    dependencies=[Depends(rate_limited("health"))],
 )
 def health(request: Request) -> Any:
     """Database versions and migration state; 503 when the database is unreachable."""

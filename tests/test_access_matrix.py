@@ -1,0 +1,134 @@
+"""The role × endpoint matrix, generated from the app's route table: every route must have a
+rule here (a new route without one fails), and every rule is checked by real requests —
+anonymous and as each role — against a real PostGIS. docs/security.md shows the same table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from api.app import create_app
+from api.settings import Settings
+from gis import users
+from gis.audit import Actor
+from gis.database import make_engine
+from tests.auth_world import PASSWORD, World, bearer, build_world
+
+ROLES = users.ROLES
+ALL = frozenset(ROLES)
+PUBLIC = "public"  # no sign-in (rate-limited where it is an API endpoint)
+PAGE = "page"  # any signed-in role; anonymous browsers are sent to /login
+Rule = frozenset[str] | str
+
+RULES: dict[tuple[str, str], Rule] = {
+    ("GET", "/"): PAGE,
+    ("GET", "/login"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/api/v1/health"): PUBLIC,
+    ("POST", "/api/v1/auth/token"): PUBLIC,
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("POST", "/api/v1/auth/logout"): ALL,
+    ("GET", "/api/v1/auth/me"): ALL,
+    ("GET", "/api/v1/jurisdictions"): ALL,
+    ("GET", "/api/v1/jurisdictions/{code}"): ALL,
+    ("GET", "/api/v1/grids"): ALL,
+    ("GET", "/api/v1/grids/{code}"): ALL,
+    ("GET", "/api/v1/incidents"): ALL,  # rows filtered by scope (tests/test_scope.py)
+    ("GET", "/api/v1/incidents/{incident_id}"): ALL,  # object-level: 404 outside scope
+    ("GET", "/api/v1/users"): frozenset({"admin"}),
+    ("POST", "/api/v1/users"): frozenset({"admin"}),
+    ("POST", "/api/v1/users/{username}/disable"): frozenset({"admin"}),
+    ("GET", "/api/v1/audit"): frozenset({"admin"}),
+}
+DOC = Path(__file__).parents[1] / "docs" / "security.md"
+
+
+def routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every endpoint (static file mounts excluded)."""
+    found = set()
+    for route in iter_route_contexts(app.routes):
+        for method in route.methods or ():
+            if method != "HEAD":
+                found.add((method, route.path))
+    return found
+
+
+def render_matrix() -> str:
+    """The matrix as a Markdown table (the one in docs/security.md)."""
+    lines = ["| endpoint | anonymous | " + " | ".join(ROLES) + " |",
+             "|---|---|" + "---|" * len(ROLES)]
+    for (method, path), rule in sorted(RULES.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        anonymous = {PUBLIC: "✓", PAGE: "→ login"}.get(str(rule), "401")
+        cells = ["✓" if isinstance(rule, str) or role in rule else "403" for role in ROLES]
+        lines.append(f"| `{method} {path}` | {anonymous} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def test_every_route_has_a_rule_and_every_rule_a_route(settings: Settings) -> None:
+    assert routes(create_app(settings)) == set(RULES)
+
+
+def test_the_security_doc_shows_this_matrix() -> None:
+    assert render_matrix() in DOC.read_text()
+
+
+@pytest.fixture(scope="module")
+def matrix_client(new_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[tuple[TestClient, World]]:
+    """One database with the auth world and a spare user to disable, for all requests."""
+    url = new_database()
+    engine: Engine = make_engine(url)
+    world = build_world(engine)
+    with engine.begin() as conn:
+        users.add_user(conn, username="spare", password=PASSWORD, roles=["viewer"],
+                       by=Actor("test"))
+    settings = Settings(env="test", database_url=url, home=tmp_path_factory.mktemp("home"),
+                        public_rate_per_minute=100_000)
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        yield client, world
+    engine.dispose()
+
+
+def _request(client: TestClient, world: World, method: str, path: str,
+             headers: dict[str, str]) -> int:
+    url = path.format(code="110102", incident_id=world.incidents["xicheng"], username="spare")
+    response = client.request(method, url, headers=headers, follow_redirects=False)
+    assert response.status_code < 500, f"{method} {url}: {response.text}"
+    return response.status_code
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(RULES))
+def test_anonymous(matrix_client: tuple[TestClient, World], method: str, path: str) -> None:
+    client, world = matrix_client
+    client.cookies.clear()
+    status = _request(client, world, method, path, {})
+    rule = RULES[(method, path)]
+    if rule == PUBLIC:
+        assert status not in (401, 403)
+    elif rule == PAGE:
+        assert status == 303
+    else:
+        assert status == 401
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("method", "path"), sorted(RULES))
+def test_role(matrix_client: tuple[TestClient, World], method: str, path: str,
+              role: str) -> None:
+    client, world = matrix_client
+    client.cookies.clear()
+    username = {"admin": "admin", "operator": "op_xc", "dispatcher": "disp_xc",
+                "street_chief": "chief", "planner": "planner", "viewer": "viewer"}[role]
+    status = _request(client, world, method, path, bearer(client, username))
+    rule = RULES[(method, path)]
+    if isinstance(rule, str) or role in rule:
+        assert status not in (401, 403), f"{role} denied {method} {path}"
+    else:
+        assert status == 403, f"{role} allowed {method} {path}"
