@@ -1,16 +1,21 @@
-"""HTML pages: the map (`GET /`) and the API docs (`GET /docs`). Front-end assets come from
-web/node_modules (npm) and are served locally, never from a CDN."""
+"""HTML pages: the login page (`GET /login`), the map (`GET /`, signed-in users only) and the
+API docs (`GET /docs`, public). Front-end assets come from web/node_modules (npm) and are
+served locally, never from a CDN."""
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import SettingsDep, TemplatesDep
+from api.security import CSRF_COOKIE, OptionalUser
 from api.settings import PROJECT_ROOT
 
 WEB_DIR = PROJECT_ROOT / "web"
@@ -19,6 +24,11 @@ STATIC_DIR = WEB_DIR / "static"
 MAPLIBRE_DIR = WEB_DIR / "node_modules" / "maplibre-gl" / "dist"
 SWAGGER_DIR = WEB_DIR / "node_modules" / "swagger-ui-dist"
 INSTALL_HINT = "run `make demo` / `npm ci --prefix web`"
+LOGIN_PATH = "/login"
+# A same-site path: one leading "/" (not "//" or "/\\", which browsers read as another
+# host), no control characters (browsers drop tabs and newlines, "/\t/x" -> "//x").
+_SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x1f\x7f\\]{0,2000}")
+NO_STORE = {"Cache-Control": "no-store"}  # pages naming the user must not outlive a logout
 
 router = APIRouter(include_in_schema=False)
 
@@ -33,9 +43,34 @@ def swagger_installed(folder: Path = SWAGGER_DIR) -> bool:
     return (folder / "swagger-ui-bundle.js").is_file()
 
 
+def safe_next(value: str | None) -> str:
+    """Where to go after login: `value` if it is a same-site relative path, else "/"."""
+    return value if value and _SAFE_NEXT.fullmatch(value) else "/"
+
+
+def login_url(next_path: str) -> str:
+    """The login page, coming back to `next_path` afterwards."""
+    return f"{LOGIN_PATH}?{urlencode({'next': next_path}, safe='/')}"
+
+
+@router.get(LOGIN_PATH, response_class=HTMLResponse)
+def login(request: Request, templates: TemplatesDep,
+          next_path: Annotated[str | None, Query(alias="next")] = None) -> Response:
+    """The sign-in form; it posts JSON to /api/v1/auth/login (no database needed to render)."""
+    return templates.TemplateResponse(
+        request, "login.html",
+        {"config": {"apiBase": "/api/v1", "next": safe_next(next_path), "csrfCookie": CSRF_COOKIE}},
+        headers=NO_STORE)
+
+
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, settings: SettingsDep, templates: TemplatesDep) -> HTMLResponse:
-    """The boundary map: districts, streets, communities and grids from /api/v1."""
+def index(request: Request, settings: SettingsDep, templates: TemplatesDep,
+          user: OptionalUser) -> Response:
+    """The boundary map (districts, streets, communities, grids from /api/v1) for a
+    signed-in user; anyone else is sent to the login page (303)."""
+    if user is None:
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(login_url(here), status_code=303, headers=NO_STORE)
     return templates.TemplateResponse(
         request,
         "index.html",
@@ -45,7 +80,11 @@ def index(request: Request, settings: SettingsDep, templates: TemplatesDep) -> H
             "maplibre_installed": maplibre_installed(),
             "install_hint": INSTALL_HINT,
             "page_max": settings.page_max,
+            "user": user,
+            "csrf_cookie": CSRF_COOKIE,
+            "login_path": LOGIN_PATH,
         },
+        headers=NO_STORE,
     )
 
 

@@ -30,6 +30,13 @@ const I18N = {
     zoomForGrids: `放大到 ${GRID_MIN_ZOOM} 级以上查看网格`,
     empty: "暂无边界数据：运行 `make demo` 生成示范城市",
     failed: (m) => `加载失败：${m}`,
+    signOut: "退出",
+    signOutFailed: (m) => `退出失败：${m}`,
+    signedOut: "登录已失效，正在转到登录页…",
+    roles: {
+      admin: "管理员", operator: "受理员", dispatcher: "调度员",
+      street_chief: "街巷长", planner: "规划员", viewer: "只读",
+    },
   },
   en: {
     title: "GridOps grid map",
@@ -52,9 +59,18 @@ const I18N = {
     zoomForGrids: `zoom in past level ${GRID_MIN_ZOOM} to see grids`,
     empty: "No boundary data yet: run `make demo` to build the demo city",
     failed: (m) => `Loading failed: ${m}`,
+    signOut: "Sign out",
+    signOutFailed: (m) => `Sign-out failed: ${m}`,
+    signedOut: "Signed out; going to the sign-in page…",
+    roles: {
+      admin: "admin", operator: "operator", dispatcher: "dispatcher",
+      street_chief: "street chief", planner: "planner", viewer: "viewer",
+    },
   },
 };
 const LEVEL_KEYS = { district: "district", street: "street", community: "community", grid: "grid" };
+const userBox = document.getElementById("user"); // absent only when rendered without a user
+const LOGIN_PATH = userBox?.dataset.loginPath ?? "/login";
 
 let lang = localStorage.getItem("gridops.lang") === "en" ? "en" : "zh";
 let status = { key: "loading", args: [] };
@@ -85,6 +101,11 @@ function applyLanguage() {
   const button = document.getElementById("lang-toggle");
   button.textContent = t("toggle");
   button.setAttribute("aria-label", t("toggleLabel"));
+  if (userBox) {
+    const roles = userBox.dataset.roles.split(" ").filter(Boolean);
+    document.getElementById("user-roles").textContent =
+      roles.map((role) => t("roles")[role] ?? role).join(lang === "zh" ? "、" : ", ");
+  }
   renderStatus();
 }
 
@@ -95,6 +116,49 @@ document.getElementById("lang-toggle").addEventListener("click", () => {
 });
 applyLanguage();
 
+// -- session -----------------------------------------------------------------------------
+
+function readCookie(name) {
+  for (const part of document.cookie.split("; ")) {
+    const [key, ...value] = part.split("=");
+    if (key === name) return decodeURIComponent(value.join("="));
+  }
+  return null;
+}
+
+let signingOut = false; // a fetch answered 401 by our own sign-out must not add `next`
+
+/** The session is gone (expired, revoked): sign in again, then come back to this view. */
+function goToLogin() {
+  if (signingOut) return;
+  const here = window.location.pathname + window.location.search + window.location.hash;
+  window.location.assign(`${LOGIN_PATH}?next=${encodeURIComponent(here)}`);
+}
+
+/** End the session on the server (cookie + CSRF header), then show the login page. */
+async function signOut() {
+  const token = readCookie(userBox.dataset.csrfCookie) ?? "";
+  signingOut = true;
+  try {
+    const response = await fetch(`${config.apiBase}/auth/logout`, {
+      method: "POST",
+      headers: { "X-CSRF-Token": token, Accept: "application/json" },
+    });
+    if (response.ok || response.status === 401) { // 401: already signed out
+      window.location.assign(LOGIN_PATH);
+      return;
+    }
+    signingOut = false;
+    const body = await response.json().catch(() => null);
+    setStatus("signOutFailed", describeError(body, response.status));
+  } catch (error) {
+    signingOut = false;
+    setStatus("signOutFailed", error.message);
+  }
+}
+
+document.getElementById("logout")?.addEventListener("click", signOut);
+
 // -- data --------------------------------------------------------------------------------
 
 /** Fetch a FeatureCollection and follow its `next` links, up to `cap` features. */
@@ -104,6 +168,10 @@ async function fetchAll(url, { cap = MAX_FEATURES, signal } = {}) {
   let next = url;
   while (next && features.length < cap) {
     const response = await fetch(next, { signal, headers: { Accept: "application/geo+json" } });
+    if (response.status === 401) {
+      goToLogin();
+      throw new Error(t("signedOut"));
+    }
     const body = await response.json();
     if (!response.ok) throw new Error(describeError(body, response.status));
     features.push(...body.features);
