@@ -94,12 +94,17 @@ def set_password(conn: Connection, username: str, password: str, *, by: audit.Ac
                  object_id=str(user_id))
 
 
-def disable_user(conn: Connection, username: str, *, by: audit.Actor) -> None:
-    """Disable a user (accounts are never deleted: the audit log refers to them)."""
+def disable_user(conn: Connection, username: str, *, by: audit.Actor) -> dict[str, Any]:
+    """Disable a user (accounts are never deleted: the audit log refers to them); the
+    account as it is now."""
     user_id = _user_id(conn, username)
-    conn.execute(text("UPDATE users SET is_active = false WHERE id = :id"), {"id": user_id})
+    row = conn.execute(
+        text(f"UPDATE users SET is_active = false WHERE id = :id "  # noqa: S608
+             f"RETURNING {', '.join(PUBLIC_COLUMNS)}"),  # constant column names
+        {"id": user_id}).mappings().one()
     audit.record(conn, by, action="user.disable", object_type="user",
                  object_id=str(user_id), before={"is_active": True}, after={"is_active": False})
+    return dict(row)
 
 
 def active_demo_users(conn: Connection) -> list[str]:

@@ -61,7 +61,6 @@ def add_user(request: Request, conn: ConnDep, admin: AdminUser, body: NewUser) -
 def disable_user(request: Request, conn: ConnDep, admin: AdminUser,
                  username: UsernamePath) -> User:
     """Disable an account: its sessions stop working at once. Accounts are never deleted."""
-    users.disable_user(conn, username, by=actor_of(request, admin))
-    row = next(u for u in users.list_users(conn) if u["username"] == username)
+    row = users.disable_user(conn, username, by=actor_of(request, admin))
     conn.commit()
     return User(**row)
