@@ -171,6 +171,49 @@ class LoginFailure(Base):
     client_ip: Mapped[str]
 
 
+class JurisdictionPart(Base):
+    """A subdivided piece of a jurisdiction for fast point lookups (maintained by trigger)."""
+
+    __tablename__ = "jurisdiction_parts"
+    __mapper_args__ = {"primary_key": ["jurisdiction_id", "geom"]}
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("jurisdictions.id", ondelete="CASCADE"))
+    level: Mapped[str]
+    code: Mapped[str]
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+    geom: Mapped[GeomValue] = mapped_column(Geometry("POLYGON", srid=4326))
+
+
+class GridPart(Base):
+    """A subdivided piece of a grid for fast point lookups (maintained by trigger)."""
+
+    __tablename__ = "grid_parts"
+    __mapper_args__ = {"primary_key": ["grid_id", "geom"]}
+
+    grid_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("grids.id", ondelete="CASCADE"))
+    code: Mapped[str]
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+    geom: Mapped[GeomValue] = mapped_column(Geometry("POLYGON", srid=4326))
+
+
+class CatalogInfo(Base):
+    """The loaded event catalog's name, department types and work calendar."""
+
+    __tablename__ = "catalogs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str]
+    format: Mapped[str]
+    synthetic: Mapped[bool] = mapped_column(server_default=FALSE)
+    department_types: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=EMPTY_OBJECT)
+    calendar: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    loaded_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    loaded_by: Mapped[str]
+
+
 # -- grids and grid plans ----------------------------------------------------------------
 
 
