@@ -175,7 +175,7 @@ class JurisdictionPart(Base):
     """A subdivided piece of a jurisdiction for fast point lookups (maintained by trigger)."""
 
     __tablename__ = "jurisdiction_parts"
-    __mapper_args__ = {"primary_key": ["jurisdiction_id", "geom"]}
+    __mapper_args__ = {"primary_key": ["jurisdiction_id", "geom"]}  # noqa: RUF012
 
     jurisdiction_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("jurisdictions.id", ondelete="CASCADE"))
@@ -190,7 +190,7 @@ class GridPart(Base):
     """A subdivided piece of a grid for fast point lookups (maintained by trigger)."""
 
     __tablename__ = "grid_parts"
-    __mapper_args__ = {"primary_key": ["grid_id", "geom"]}
+    __mapper_args__ = {"primary_key": ["grid_id", "geom"]}  # noqa: RUF012
 
     grid_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("grids.id", ondelete="CASCADE"))
     code: Mapped[str]

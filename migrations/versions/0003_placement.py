@@ -1,6 +1,7 @@
-"""Placement: subdivided lookup copies of jurisdictions and grids (kept in step by
-triggers, so every writer — importer, demo COPY, plan apply — keeps them right), and the
-loaded event catalog's metadata (name, department types, work calendar).
+"""Placement: subdivided lookup copies of jurisdictions and grids (ST_Subdivide to at most
+64 vertices per part, so point-in-polygon tests stay cheap), kept in step by triggers so
+that every writer (importer, demo COPY, plan apply) keeps them right; and the loaded event
+catalog's metadata (name, department types, work calendar).
 
 Revision ID: 0003
 Revises: 0002
@@ -13,8 +14,6 @@ revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
-
-MAX_VERTICES = 64  # ST_Subdivide: small parts make point-in-polygon tests cheap
 
 UPGRADE = [
     """
@@ -40,7 +39,7 @@ UPGRADE = [
     """,
     "CREATE INDEX grid_parts_geom_idx ON grid_parts USING gist (geom)",
     "CREATE INDEX grid_parts_owner_idx ON grid_parts (grid_id)",
-    f"""
+    """
     CREATE FUNCTION gridops_refresh_parts() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
@@ -48,12 +47,12 @@ UPGRADE = [
         DELETE FROM jurisdiction_parts WHERE jurisdiction_id = NEW.id;
         INSERT INTO jurisdiction_parts (jurisdiction_id, level, code, valid_from, valid_to, geom)
         SELECT NEW.id, NEW.level, NEW.code, NEW.valid_from, NEW.valid_to, part
-        FROM ST_Subdivide(NEW.geom, {MAX_VERTICES}) AS part;
+        FROM ST_Subdivide(NEW.geom, 64) AS part;
       ELSE
         DELETE FROM grid_parts WHERE grid_id = NEW.id;
         INSERT INTO grid_parts (grid_id, code, valid_from, valid_to, geom)
         SELECT NEW.id, NEW.code, NEW.valid_from, NEW.valid_to, part
-        FROM ST_Subdivide(NEW.geom, {MAX_VERTICES}) AS part;
+        FROM ST_Subdivide(NEW.geom, 64) AS part;
       END IF;
       RETURN NULL;
     END
@@ -68,14 +67,14 @@ UPGRADE = [
       ON grids FOR EACH ROW EXECUTE FUNCTION gridops_refresh_parts()
     """,
     # Rows that exist already (databases migrated with data).
-    f"""
+    """
     INSERT INTO jurisdiction_parts (jurisdiction_id, level, code, valid_from, valid_to, geom)
-    SELECT j.id, j.level, j.code, j.valid_from, j.valid_to, ST_Subdivide(j.geom, {MAX_VERTICES})
+    SELECT j.id, j.level, j.code, j.valid_from, j.valid_to, ST_Subdivide(j.geom, 64)
     FROM jurisdictions j
     """,
-    f"""
+    """
     INSERT INTO grid_parts (grid_id, code, valid_from, valid_to, geom)
-    SELECT g.id, g.code, g.valid_from, g.valid_to, ST_Subdivide(g.geom, {MAX_VERTICES})
+    SELECT g.id, g.code, g.valid_from, g.valid_to, ST_Subdivide(g.geom, 64)
     FROM grids g
     """,
     """
@@ -84,7 +83,8 @@ UPGRADE = [
       name text NOT NULL CHECK (btrim(name) <> ''),
       format text NOT NULL,
       synthetic boolean NOT NULL DEFAULT false,
-      department_types jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(department_types) = 'object'),
+      department_types jsonb NOT NULL DEFAULT '{}'
+        CHECK (jsonb_typeof(department_types) = 'object'),
       calendar jsonb NOT NULL CHECK (jsonb_typeof(calendar) = 'object'),
       loaded_at timestamptz NOT NULL DEFAULT now(),
       loaded_by text NOT NULL
