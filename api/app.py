@@ -14,7 +14,18 @@ from sqlalchemy import Engine
 from api.deps import open_engine
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
-from api.routers import audit, auth, boundaries, health, incidents, pages, users
+from api.routers import (
+    audit,
+    auth,
+    boundaries,
+    event_classes,
+    health,
+    incidents,
+    locate,
+    open311,
+    pages,
+    users,
+)
 from api.security import RateLimiter
 from api.settings import Settings
 from gis.errors import DatabaseUnavailable
@@ -59,9 +70,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.rate_limiter = RateLimiter()
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    for router in (health.router, auth.router, boundaries.router, incidents.router,
-                   users.router, audit.router):
+    for router in (health.router, auth.router, boundaries.router, locate.router,
+                   incidents.router, users.router, audit.router, event_classes.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(open311.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     if pages.maplibre_installed():

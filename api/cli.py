@@ -6,11 +6,15 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from api.cli_catalog import catalog_app
 from api.cli_db import db_app
 from api.cli_demo import demo_app
 from api.cli_import import export, import_app
+from api.cli_open311 import open311_app
 from api.cli_users import users_app
+from api.cli_zones import zones_app
 from gis.errors import GridOpsError
 
 app = typer.Typer(
@@ -24,6 +28,9 @@ app.add_typer(import_app, name="import")
 app.command(name="export")(export)
 app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(zones_app, name="zones")
+app.add_typer(open311_app, name="open311")
 err = Console(stderr=True)
 
 
@@ -55,7 +62,7 @@ def main() -> None:
     try:
         app()
     except GridOpsError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -116,6 +116,8 @@ def require_role(*roles: str) -> Callable[[Principal], Principal]:
 
 
 AdminUser = Annotated[Principal, Depends(require_role("admin"))]
+IncidentReporter = Annotated[Principal, Depends(require_role(
+    "admin", "operator", "street_chief"))]
 IncidentReader = Annotated[Principal, Depends(require_role(
     "admin", "operator", "dispatcher", "street_chief", "planner", "viewer"))]
 

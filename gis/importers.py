@@ -32,6 +32,7 @@ from gis.import_validate import (
     check_geometries,
     normalise_attributes,
 )
+from gis.joint_zones import rebuild_joint_zones
 
 __all__ = ["KINDS", "ImportOptions", "ImportReport", "Issue", "Kind", "export_layer",
            "import_file"]
@@ -138,6 +139,8 @@ def import_file(engine: Engine, kind: Kind, path: Path, options: ImportOptions) 
                 "revised": report.revised, "source": options.source or path.name,
             })
             conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # deferred checks now
+            if kind == "jurisdictions" and report.loaded:  # new boundaries: new joint zones
+                rebuild_joint_zones(conn)
             if options.dry_run:
                 transaction.rollback()
                 report.loaded = 0

@@ -17,6 +17,15 @@ from gis.scope import incident_visible, may_see_contacts
 Status = Literal["pending", "registered", "void", "dispatched", "handling", "feedback",
                  "verifying", "closed", "ledger"]
 
+# The deadline of the stage the case is in (NULL once it has ended): overdue when past.
+CURRENT_DEADLINE = """(CASE i.status
+    WHEN 'pending' THEN i.deadlines ->> 'accept'
+    WHEN 'registered' THEN i.deadlines ->> 'dispatch'
+    WHEN 'dispatched' THEN i.deadlines ->> 'handle'
+    WHEN 'handling' THEN i.deadlines ->> 'handle'
+    WHEN 'feedback' THEN i.deadlines ->> 'verify'
+    WHEN 'verifying' THEN i.deadlines ->> 'verify' END)::timestamptz"""
+
 # One Feature per incident; reporter contacts only for those who act on the case.
 _FEATURE = f"""
     json_build_object(
@@ -37,6 +46,8 @@ _FEATURE = f"""
         'chief_person_id', i.chief_person_id,
         'is_joint', i.is_joint, 'joint', i.joint,
         'deadlines', i.deadlines, 'supervised', i.supervised,
+        'due_at', {CURRENT_DEADLINE},
+        'overdue', coalesce({CURRENT_DEADLINE} < now(), false),
         'closed_at', i.closed_at, 'updated_at', i.updated_at))
 """
 
@@ -48,7 +59,12 @@ class IncidentFilter:
     status: Status | None = None
     district_code: str | None = None
     street_code: str | None = None
+    community_code: str | None = None
     grid_code: str | None = None
+    event_kind: str | None = None
+    event_code: str | None = None
+    source: str | None = None
+    overdue: bool | None = None
     is_joint: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -84,7 +100,13 @@ def list_incidents(conn: Connection, reader: Principal, where: IncidentFilter, *
               AND (CAST(:status AS text) IS NULL OR i.status = :status)
               AND (CAST(:district AS text) IS NULL OR i.district_code = :district)
               AND (CAST(:street AS text) IS NULL OR i.street_code = :street)
+              AND (CAST(:community AS text) IS NULL OR i.community_code = :community)
               AND (CAST(:grid AS text) IS NULL OR i.grid_code = :grid)
+              AND (CAST(:event_kind AS text) IS NULL OR ec.kind = :event_kind)
+              AND (CAST(:event_code AS text) IS NULL OR ec.code = :event_code)
+              AND (CAST(:source AS text) IS NULL OR i.source = :source)
+              AND (CAST(:overdue AS boolean) IS NULL
+                   OR coalesce({CURRENT_DEADLINE} < now(), false) = :overdue)
               AND (CAST(:joint AS boolean) IS NULL OR i.is_joint = :joint)
               AND (CAST(:since AS timestamptz) IS NULL OR i.reported_at >= :since)
               AND (CAST(:until AS timestamptz) IS NULL OR i.reported_at < :until)
@@ -96,9 +118,12 @@ def list_incidents(conn: Connection, reader: Principal, where: IncidentFilter, *
         """),  # noqa: S608 - constant SQL fragments; values are bound
         {**params, "contacts": may_see_contacts(reader), "status": where.status,
          "district": where.district_code, "street": where.street_code,
-         "grid": where.grid_code, "joint": where.is_joint, "since": where.since,
-         "until": where.until, "minx": bbox[0], "miny": bbox[1], "maxx": bbox[2],
-         "maxy": bbox[3], "before_id": before_id, "limit": limit + 1},
+         "community": where.community_code, "grid": where.grid_code,
+         "event_kind": where.event_kind, "event_code": where.event_code,
+         "source": where.source, "overdue": where.overdue, "joint": where.is_joint,
+         "since": where.since, "until": where.until,
+         "minx": bbox[0], "miny": bbox[1], "maxx": bbox[2], "maxy": bbox[3],
+         "before_id": before_id, "limit": limit + 1},
     ).all()
     features = [dict(r) for r in rows[:limit]]
     more = len(rows) > limit

@@ -678,3 +678,19 @@ class AuditEntry(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     request_id: Mapped[str | None]
     district_code: Mapped[str | None]
+
+
+# -- Open311 -----------------------------------------------------------------------------
+
+
+class Open311Key(Base):
+    """An Open311 client's API key: its name and the SHA-256 of the key (never the key)."""
+
+    __tablename__ = "open311_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    key_hash: Mapped[str] = mapped_column(unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

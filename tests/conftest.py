@@ -88,3 +88,30 @@ def engine(db_url: str) -> Iterator[Engine]:
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Settings for an app or CLI run against this test's database."""
     return Settings(env="test", database_url=db_url, home=tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def city_url(new_database: Callable[[], str]) -> str:
+    """The demo city (seed 7, as of 2026-11-20 17:00 Beijing) in its own database, shared
+    by the placement and intake tests (which only add rows)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from gis.democity.city import build_city
+    from gis.democity.load import load_city
+    from gis.democity.model import DEMO
+
+    url = new_database()
+    engine = make_engine(url)
+    as_of = datetime(2026, 11, 20, 17, tzinfo=ZoneInfo("Asia/Shanghai"))
+    load_city(engine, build_city(7, DEMO, as_of=as_of))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def city(city_url: str) -> Iterator[Engine]:
+    """An engine on the shared demo city."""
+    eng = make_engine(city_url)
+    yield eng
+    eng.dispose()

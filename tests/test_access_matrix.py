@@ -24,6 +24,7 @@ ROLES = users.ROLES
 ALL = frozenset(ROLES)
 PUBLIC = "public"  # no sign-in (rate-limited where it is an API endpoint)
 PAGE = "page"  # any signed-in role; anonymous browsers are sent to /login
+KEY = "api key"  # an Open311 client's api_key, not a user: 403 for anyone without one
 Rule = frozenset[str] | str
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -42,10 +43,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/grids/{code}"): ALL,
     ("GET", "/api/v1/incidents"): ALL,  # rows filtered by scope (tests/test_scope.py)
     ("GET", "/api/v1/incidents/{incident_id}"): ALL,  # object-level: 404 outside scope
+    ("POST", "/api/v1/incidents"): frozenset({"admin", "operator", "street_chief"}),
+    ("GET", "/api/v1/locate"): ALL,
+    ("GET", "/api/v1/event-classes"): ALL,
     ("GET", "/api/v1/users"): frozenset({"admin"}),
     ("POST", "/api/v1/users"): frozenset({"admin"}),
     ("POST", "/api/v1/users/{username}/disable"): frozenset({"admin"}),
     ("GET", "/api/v1/audit"): frozenset({"admin"}),
+    **{("GET", f"/open311/v2/{path}.{fmt}"): PUBLIC
+       for path in ("discovery", "services", "services/{service_code}", "requests",
+                    "requests/{service_request_id}")
+       for fmt in ("json", "xml")},
+    **{("POST", f"/open311/v2/requests.{fmt}"): KEY for fmt in ("json", "xml")},
 }
 DOC = Path(__file__).parents[1] / "docs" / "security.md"
 
@@ -65,8 +74,9 @@ def render_matrix() -> str:
     lines = ["| endpoint | anonymous | " + " | ".join(ROLES) + " |",
              "|---|---|" + "---|" * len(ROLES)]
     for (method, path), rule in sorted(RULES.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        anonymous = {PUBLIC: "✓", PAGE: "→ login"}.get(str(rule), "401")
-        cells = ["✓" if isinstance(rule, str) or role in rule else "403" for role in ROLES]
+        anonymous = {PUBLIC: "✓", PAGE: "→ login", KEY: "key"}.get(str(rule), "401")
+        cells = ["key" if rule == KEY else
+                 "✓" if isinstance(rule, str) or role in rule else "403" for role in ROLES]
         lines.append(f"| `{method} {path}` | {anonymous} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -98,7 +108,8 @@ def matrix_client(new_database: Callable[[], str], tmp_path_factory: pytest.Temp
 
 def _request(client: TestClient, world: World, method: str, path: str,
              headers: dict[str, str]) -> int:
-    url = path.format(code="110102", incident_id=world.incidents["xicheng"], username="spare")
+    url = path.format(code="110102", incident_id=world.incidents["xicheng"], username="spare",
+                      service_code="event-0101", service_request_id=world.incidents["xicheng"])
     response = client.request(method, url, headers=headers, follow_redirects=False)
     assert response.status_code < 500, f"{method} {url}: {response.text}"
     return response.status_code
@@ -112,6 +123,8 @@ def test_anonymous(matrix_client: tuple[TestClient, World], method: str, path: s
     rule = RULES[(method, path)]
     if rule == PUBLIC:
         assert status not in (401, 403)
+    elif rule == KEY:
+        assert status == 403
     elif rule == PAGE:
         assert status == 303
     else:
@@ -128,7 +141,9 @@ def test_role(matrix_client: tuple[TestClient, World], method: str, path: str,
                 "street_chief": "chief", "planner": "planner", "viewer": "viewer"}[role]
     status = _request(client, world, method, path, bearer(client, username))
     rule = RULES[(method, path)]
-    if isinstance(rule, str) or role in rule:
+    if rule == KEY:
+        assert status == 403, f"{method} {path} without an api_key"
+    elif isinstance(rule, str) or role in rule:
         assert status not in (401, 403), f"{role} denied {method} {path}"
     else:
         assert status == 403, f"{role} allowed {method} {path}"

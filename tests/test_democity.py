@@ -254,6 +254,16 @@ def test_incident_history_is_placed_in_its_grid(db: Engine) -> None:
     assert 80 <= float(span_days) <= DEMO.incident_days  # type: ignore[arg-type]
 
 
+def test_demo_catalog_is_loaded_like_gridops_catalog_load(db: Engine) -> None:
+    catalog = rows(db, "SELECT name, format, synthetic, loaded_by FROM catalogs")
+    assert len(catalog) == 1 and catalog[0][1:] == ("gridops-event-catalog/1", True, "demo")
+    assert scalar(db, "SELECT count(*) FROM event_classes WHERE active") == 95
+    loaded = scalar(db, "SELECT after FROM audit_log WHERE action = 'catalog.load'")
+    assert loaded["added"] == 95  # type: ignore[index]
+    assert scalar(db, "SELECT count(*) FROM incidents i LEFT JOIN event_classes c "
+                      "ON c.id = i.event_class_id WHERE NOT c.active OR c.id IS NULL") == 0
+
+
 def test_demo_users_one_per_role_bound_and_scoped(db: Engine) -> None:
     with db.begin() as conn:
         first = ensure_demo_users(conn, Actor("demo"))
@@ -275,3 +285,27 @@ def test_demo_users_one_per_role_bound_and_scoped(db: Engine) -> None:
     features = page.collection["features"]
     assert features
     assert {f["properties"]["street_id"] for f in features} <= assigned
+
+
+def test_joint_zones_follow_the_real_xicheng_fengtai_border(db: Engine) -> None:
+    per_level = dict(rows(db, "SELECT level, count(*) FROM joint_zones "
+                              "WHERE origin = 'derived' GROUP BY level"))
+    assert per_level == {"district": 3, "street": 139}
+    # A point on the real border (midpoint of a piece of it) lies in the district zone, and
+    # the zones cover the whole shared border (1 m tolerance), at street level too, where
+    # 广安门外街道's and 太平桥街道's lines differ by millimetres.
+    for code_a, code_b in (("110102", "110106"), ("110102020", "110106002")):
+        on_border, covered = rows(db, """
+            WITH pair AS (
+              SELECT ST_Boundary(a.geom) AS edge, b.geom AS other
+              FROM jurisdictions a, jurisdictions b WHERE a.code = :a AND b.code = :b),
+            border AS (
+              SELECT ST_Intersection(edge, ST_Buffer(other::geography, 1)::geometry) AS line,
+                     ST_GeometryN(ST_CollectionExtract(ST_Intersection(edge, ST_Boundary(other)),
+                                                       2), 1) AS piece
+              FROM pair)
+            SELECT ST_Intersects(z.geom, ST_LineInterpolatePoint(border.piece, 0.5)),
+                   ST_Covers(z.geom, border.line)
+            FROM joint_zones z, border WHERE z.code_a = :a AND z.code_b = :b""",
+            a=code_a, b=code_b)[0]
+        assert on_border and covered, (code_a, code_b)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gis.democity.catalog import DEFAULT_CATALOG_PATH, STAGES, UNITS, load_catalog
+from gis.catalog import DEFAULT_CATALOG_PATH, STAGES, UNITS, load_catalog
 from gis.errors import InvalidInput
 
 TZ = ZoneInfo("Asia/Shanghai")

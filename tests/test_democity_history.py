@@ -10,7 +10,7 @@ import pytest
 import shapely
 from test_democity_org import NOW, SmallCity, small_city
 
-from gis.democity.catalog import Catalog, load_catalog
+from gis.catalog import Catalog, load_catalog
 from gis.democity.history import incidents
 from gis.democity.model import rng_for
 

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import shapely
 
+from gis.catalog import load_catalog
 from gis.democity import org
-from gis.democity.catalog import load_catalog
 from gis.democity.model import METRIC_CRS, rng_for, to_metric
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai"))

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from api.deps import ConnDep, SettingsDep
 from api.routers.boundaries import AtQuery, BBoxQuery, GeoJSONResponse, LimitQuery, collection
-from api.security import IncidentReader
-from gis import features, incidents
+from api.security import IncidentReader, IncidentReporter, actor_of
+from gis import features, incidents, intake, placement
 from gis.incidents import IncidentFilter, Status
+from gis.intake import NewIncident, Source
+from gis.placement import PointCrs
 
 router = APIRouter(tags=["incidents"], default_response_class=GeoJSONResponse)
 
@@ -24,7 +30,15 @@ def list_incidents(
     status: Annotated[Status | None, Query(description="workflow state")] = None,
     district: Annotated[str | None, Query(description="district code (6 digits)")] = None,
     street: Annotated[str | None, Query(description="street code (9 digits)")] = None,
+    community: Annotated[str | None, Query(description="community code (12 digits)")] = None,
     grid: Annotated[str | None, Query(description="grid code (15 digits)")] = None,
+    event_code: Annotated[str | None, Query(description="event class code, e.g. 0101",
+                                            pattern=r"^[0-9]{4}$")] = None,
+    event_kind: Annotated[Literal["event", "component"] | None, Query(
+        description="事件 (event) or 部件 (component)")] = None,
+    source: Annotated[Source | None, Query(description="where the report came from")] = None,
+    overdue: Annotated[bool | None, Query(
+        description="only cases past the deadline of their current stage (or only not)")] = None,
     joint: Annotated[bool | None, Query(description="only joint (联合哨) cases, or none")] = None,
     since: AtQuery = None,
     until: AtQuery = None,
@@ -40,7 +54,10 @@ def list_incidents(
             district, ("district",), "district"),
         street_code=None if street is None else features.check_code(
             street, ("street",), "street"),
+        community_code=None if community is None else features.check_code(
+            community, ("community",), "community"),
         grid_code=None if grid is None else features.check_code(grid, ("grid",), "grid"),
+        event_kind=event_kind, event_code=event_code, source=source, overdue=overdue,
         is_joint=joint,
         since=None if since is None else features.parse_at(since, "since"),
         until=None if until is None else features.parse_at(until, "until"),
@@ -61,3 +78,61 @@ def get_incident(
 ) -> GeoJSONResponse:
     """One incident as a Feature (404 when it is outside your scope, as for a missing id)."""
     return GeoJSONResponse(incidents.get_incident(conn, user, incident_id))
+
+
+class IncidentReport(BaseModel):
+    """A new incident as a reporter sends it (photos follow by a separate upload)."""
+
+    event_code: str = Field(min_length=1, max_length=16, description="class code, e.g. 0101",
+                            examples=["0101"])
+    event_kind: Literal["event", "component"] = Field(
+        default="event", description="事件 (event, the default) or 部件 (component): the "
+                                     "catalog numbers each kind separately")
+    lon: float = Field(description="longitude in `crs`", examples=[116.3355])
+    lat: float = Field(description="latitude in `crs`", examples=[39.8748])
+    crs: PointCrs = "wgs84"
+    description: str = Field(min_length=1, max_length=intake.MAX_DESCRIPTION)
+    source: Source
+    address: str | None = Field(default=None, max_length=500)
+    reporter_name: str | None = Field(default=None, max_length=100)
+    reporter_phone: str | None = Field(default=None, max_length=40)
+    reported_at: datetime | None = Field(
+        default=None, description="when it was reported (default now; no offset = Beijing)")
+
+
+@router.post("/incidents", status_code=status.HTTP_201_CREATED,
+             summary="Report an incident: placed, stored, deadlines set",
+             responses={200: {"description": "a retry with the same Idempotency-Key: the "
+                                             "incident created the first time"},
+                        409: {"description": "the Idempotency-Key was used for another report"}})
+def create_incident(
+    request: Request,
+    response: Response,
+    conn: ConnDep,
+    user: IncidentReporter,
+    body: IncidentReport,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=8, max_length=128,
+        description="a unique key per report (e.g. a UUID): retries return the same incident",
+    )] = None,
+) -> JSONResponse:
+    """Place the point (grid, building, street chief, joint case), set 待受理 or 立案 by
+    source, compute stage deadlines, store and announce the incident."""
+    reported_at = body.reported_at
+    if reported_at is not None and reported_at.tzinfo is None:
+        reported_at = reported_at.replace(tzinfo=features.CHINA_TZ)
+    new = NewIncident(
+        event_code=body.event_code, event_kind=body.event_kind,
+        point=placement.to_wgs84(body.lon, body.lat, body.crs),
+        description=body.description, source=body.source, address=body.address,
+        reporter_name=body.reporter_name, reporter_phone=body.reporter_phone,
+        reported_at=reported_at, idempotency_key=idempotency_key)
+    result = intake.create_incident(conn, new, user, actor_of(request, user))
+    conn.commit()
+    content: dict[str, Any] = {
+        "incident": incidents.get_incident(conn, user, result.incident_id),
+        "created": result.created, "placement": result.placement,
+        "duplicates": result.duplicates}
+    return JSONResponse(jsonable_encoder(content),
+                        status_code=201 if result.created else 200,
+                        headers={"Location": f"/api/v1/incidents/{result.incident_id}"})

@@ -14,8 +14,8 @@ import shapely.ops
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
+from gis.catalog import load_catalog
 from gis.democity import boundaries, buildings, history, org, partition, roads
-from gis.democity.catalog import load_catalog
 from gis.democity.model import (
     METRIC_CRS,
     City,
@@ -85,6 +85,7 @@ def build_city(seed: int, scale: Scale, step: StepFn = no_progress, *,
         tables={"event_classes": catalog.classes, "departments": deps, "teams": teams,
                 "people": people, "street_assignments": street_assignments,
                 "grid_assignments": grid_assignments, "incidents": incidents},
+        catalog=catalog,
     )
 
 

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
-from gis.democity.catalog import Catalog, stage_limits_seconds
+from gis.catalog import Catalog, stage_limits_seconds
 from gis.democity.model import old_city_polygon, urban_intensity
 
 FloatArray = npt.NDArray[np.float64]

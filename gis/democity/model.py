@@ -23,6 +23,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from gis.catalog import Catalog
+
 METRIC_CRS = "EPSG:4548"  # CGCS2000 3-degree Gauss-Kruger, CM 117E (Beijing)
 ROAD_CLASSES = ("arterial", "secondary", "branch", "alley")
 ROAD_CLASS_ZH = {
@@ -92,6 +94,7 @@ class City:
     jiexiang: gpd.GeoDataFrame  # 街巷: street_key, name, road_class, district_code, ...
     edge_street: pd.Series  # edge_id -> street_key
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # org, people, history
+    catalog: Catalog | None = None  # the event catalog the history was drawn from
 
 
 def rng_for(seed: int, part: str) -> np.random.Generator:

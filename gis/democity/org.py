@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
-from gis.democity.catalog import Catalog
+from gis.catalog import Catalog
 from gis.democity.people import mobile_numbers, office_phones, person_names
 
 IntArray = npt.NDArray[np.int64]
