@@ -50,6 +50,8 @@ class Settings(BaseSettings):
         default=120, ge=1, description="requests per minute per client address to each public "
                                        "endpoint (health, login, citizen report, Open311), "
                                        "per worker process")
+    photo_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="largest photo upload, in bytes")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Integer,
+    LargeBinary,
     SmallInteger,
     Text,
     Time,
@@ -694,3 +695,20 @@ class Open311Key(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=NOW)
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class IncidentPhoto(Base):
+    """An image attached to an incident (JPEG, PNG or WebP, stored in the database)."""
+
+    __tablename__ = "incident_photos"
+    __table_args__ = (UniqueConstraint("incident_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("incidents.id"))
+    content_type: Mapped[str]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str]
+    uploaded_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    uploaded_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    district_code: Mapped[str]

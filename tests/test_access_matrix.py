@@ -44,6 +44,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/incidents"): ALL,  # rows filtered by scope (tests/test_scope.py)
     ("GET", "/api/v1/incidents/{incident_id}"): ALL,  # object-level: 404 outside scope
     ("POST", "/api/v1/incidents"): frozenset({"admin", "operator", "street_chief"}),
+    ("POST", "/api/v1/incidents/{incident_id}/photos"): frozenset(
+        {"admin", "operator", "street_chief"}),
+    ("GET", "/api/v1/incidents/{incident_id}/photos"): ALL,
+    ("GET", "/api/v1/incidents/{incident_id}/photos/{photo_id}"): ALL,
     ("GET", "/api/v1/locate"): ALL,
     ("GET", "/api/v1/event-classes"): ALL,
     ("GET", "/api/v1/users"): frozenset({"admin"}),
@@ -109,7 +113,8 @@ def matrix_client(new_database: Callable[[], str], tmp_path_factory: pytest.Temp
 def _request(client: TestClient, world: World, method: str, path: str,
              headers: dict[str, str]) -> int:
     url = path.format(code="110102", incident_id=world.incidents["xicheng"], username="spare",
-                      service_code="event-0101", service_request_id=world.incidents["xicheng"])
+                      service_code="event-0101", service_request_id=world.incidents["xicheng"],
+                      photo_id=1)
     response = client.request(method, url, headers=headers, follow_redirects=False)
     assert response.status_code < 500, f"{method} {url}: {response.text}"
     return response.status_code

@@ -266,3 +266,49 @@ def test_list_filters_and_overdue(client: TestClient, city: Engine) -> None:
     assert mine <= ids(community=grid[:12], since="2026-09-30", source="sensor")
     bad = client.get("/api/v1/incidents", params={"community": "11010"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "community"
+
+
+# A 1×1 PNG.
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+def test_photos_are_checked_by_their_bytes_and_stay_in_scope(
+        client: TestClient, city: Engine) -> None:
+    lon, lat = point_in(city, "g.district_code = '110102'")
+    incident_id = client.post("/api/v1/incidents", json=report(lon=lon, lat=lat)
+                              ).json()["incident"]["id"]
+    url = f"/api/v1/incidents/{incident_id}/photos"
+    added = client.post(url, files={"photo": ("x.png", PNG, "image/png")})
+    assert added.status_code == 201, added.text
+    assert added.json()["content_type"] == "image/png"
+    again = client.post(url, files={"photo": ("y.png", PNG, "image/png")})
+    assert again.status_code == 409 and again.json()["detail"][0]["field"] == "photo"
+    fake = client.post(url, files={"photo": ("evil.jpg", b"<script>alert(1)</script>",
+                                             "image/jpeg")})
+    assert fake.status_code == 422
+    assert "not a JPEG, PNG or WebP" in fake.json()["detail"][0]["msg"]
+    empty = client.post(url, files={"photo": ("e.png", b"", "image/png")})
+    assert empty.status_code == 422 and "empty" in empty.json()["detail"][0]["msg"]
+    listed = client.get(url).json()
+    assert [p["id"] for p in listed] == [added.json()["id"]]
+    image = client.get(f"{url}/{added.json()['id']}")
+    assert image.content == PNG and image.headers["content-type"] == "image/png"
+    dongcheng = {"Authorization": f"Bearer {token(client, DONGCHENG_OPERATOR)}"}
+    assert client.get(url, headers=dongcheng).status_code == 404
+    assert client.post(url, headers=dongcheng,
+                       files={"photo": ("z.png", PNG + b"x", "image/png")}).status_code == 404
+
+
+def test_oversize_photos_are_refused(city_settings: Settings, city: Engine) -> None:
+    small = city_settings.model_copy(update={"photo_max_bytes": 2048})
+    with TestClient(create_app(small), base_url="https://testserver") as c:
+        c.headers["Authorization"] = f"Bearer {token(c, XICHENG_OPERATOR)}"
+        lon, lat = point_in(city, "g.district_code = '110102'")
+        incident_id = c.post("/api/v1/incidents", json=report(lon=lon, lat=lat)
+                             ).json()["incident"]["id"]
+        big = PNG + b"\0" * 4096
+        response = c.post(f"/api/v1/incidents/{incident_id}/photos",
+                          files={"photo": ("big.png", big, "image/png")})
+    assert response.status_code == 422
+    assert "over the limit of 2,048" in response.json()["detail"][0]["msg"]

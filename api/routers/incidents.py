@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, File, Header, Path, Query, Request, Response, UploadFile, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from api.deps import ConnDep, SettingsDep
 from api.routers.boundaries import AtQuery, BBoxQuery, GeoJSONResponse, LimitQuery, collection
 from api.security import IncidentReader, IncidentReporter, actor_of
-from gis import features, incidents, intake, placement
+from gis import features, incidents, intake, photos, placement
 from gis.incidents import IncidentFilter, Status
 from gis.intake import NewIncident, Source
 from gis.placement import PointCrs
@@ -136,3 +136,42 @@ def create_incident(
     return JSONResponse(jsonable_encoder(content),
                         status_code=201 if result.created else 200,
                         headers={"Location": f"/api/v1/incidents/{result.incident_id}"})
+
+
+IncidentId = Annotated[int, Path(ge=1, description="incident id")]
+
+
+@router.post("/incidents/{incident_id}/photos", status_code=status.HTTP_201_CREATED,
+             response_class=JSONResponse, summary="Attach a photo (JPEG, PNG or WebP)")
+async def add_photo(
+    request: Request,
+    conn: ConnDep,
+    settings: SettingsDep,
+    user: IncidentReporter,
+    incident_id: IncidentId,
+    photo: Annotated[UploadFile, File(description="the image (checked by its bytes)")],
+) -> JSONResponse:
+    """Attach an image to an incident in your scope; 422 for empty, oversize or non-image
+    files, 409 for the same image twice."""
+    data = await photo.read(settings.photo_max_bytes + 1)
+    row = photos.add_photo(conn, user, incident_id, data, settings.photo_max_bytes,
+                           actor_of(request, user))
+    conn.commit()
+    return JSONResponse(jsonable_encoder(row), status_code=201)
+
+
+@router.get("/incidents/{incident_id}/photos", response_class=JSONResponse,
+            summary="The photos of an incident")
+def list_photos(conn: ConnDep, user: IncidentReader, incident_id: IncidentId) -> JSONResponse:
+    """Photo ids, types and sizes (the images: GET …/photos/{photo_id})."""
+    return JSONResponse(jsonable_encoder(photos.list_photos(conn, user, incident_id)))
+
+
+@router.get("/incidents/{incident_id}/photos/{photo_id}", response_class=Response,
+            summary="One photo's image")
+def get_photo(conn: ConnDep, user: IncidentReader, incident_id: IncidentId,
+              photo_id: Annotated[int, Path(ge=1)]) -> Response:
+    """The image bytes with their content type."""
+    content_type, data = photos.get_photo(conn, user, incident_id, photo_id)
+    return Response(data, media_type=content_type,
+                    headers={"Cache-Control": "private, max-age=86400"})
