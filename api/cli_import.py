@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -9,16 +10,28 @@ from typing import Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from api.settings import Settings
+from gis.audit import Actor
 from gis.database import engine_for
 from gis.errors import ImportRejected
+from gis.import_incidents import ImportResult, import_incidents
 from gis.import_read import parse_instant
 from gis.importers import ImportOptions, ImportReport, Kind, export_layer, import_file
 
 import_app = typer.Typer(
-    help="Import GeoJSON, GeoPackage or Shapefile layers (validated; all or nothing).",
+    help="Import GeoJSON, GeoPackage or Shapefile layers (validated; all or nothing), and "
+         "incident history from CSV (good rows load, bad rows go to a rejects file).",
     no_args_is_help=True,
 )
 out = Console(highlight=False)
@@ -159,6 +172,65 @@ def streets(
     fields = _fields(code=code_field, name=name_field, road_class=class_field,
                      district_code=district_field)
     _run("streets", file, _options(crs, layer, None, source, synthetic, dry_run, fields))
+
+
+class PointCrsChoice(StrEnum):
+    wgs84 = "wgs84"
+    gcj02 = "gcj02"
+    bd09 = "bd09"
+
+
+@import_app.command()
+def incidents(
+    file: Annotated[Path, typer.Argument(
+        help="CSV like a 12345 export: time, class (code or name), kind, lon, lat, crs, "
+             "address, text, source (English or Chinese headers; UTF-8 or GB18030)",
+        show_default=False)],
+    crs: Annotated[PointCrsChoice, typer.Option(
+        "--crs", help="coordinates of rows whose crs column is empty or missing")
+    ] = PointCrsChoice.wgs84,
+    rejects: Annotated[Path | None, typer.Option(
+        "--rejects", metavar="OUT.csv", help="where to list the bad rows (line, field, reason, "
+                                             "the row) (default: FILE.rejects.csv, written "
+                                             "only when some rows are bad)")] = None,
+) -> None:
+    """Incident history (事件/部件 reports): vectorised checks and placement, COPY; good rows
+    load even when some are bad. Rows loaded before (same content) are skipped."""
+    with engine_for(Settings().live_db_url()) as engine, Progress(
+            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=out) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def step(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=max(total, 1))
+            bar.update(tasks[what], completed=done, total=max(total, 1))
+
+        with engine.begin() as conn:
+            result = import_incidents(conn, file, crs=crs.value, rejects_path=rejects,
+                                      by=Actor(f"cli:{getpass.getuser()}"), progress=step)
+    _print_incidents(result)
+    if result.rejected and not result.loaded and not result.duplicates:
+        raise typer.Exit(1)
+
+
+def _print_incidents(result: ImportResult) -> None:
+    shown = result.rejects.head(10)
+    if len(shown):
+        table = Table(title=f"{result.path.name}: {result.rejected} bad row(s)"
+                            + (" (first 10)" if result.rejected > 10 else ""),
+                      title_justify="left")
+        for column in ("line", "field", "reason"):
+            table.add_column(column, overflow="fold")
+        for line, fld, reason in shown[["line", "field", "reason"]].itertuples(index=False):
+            table.add_row(str(line), escape(str(fld)), escape(str(reason)))
+        out.print(table)
+    colour = "green" if not result.rejected else ("yellow" if result.loaded else "red")
+    out.print(f"[{colour}]{escape(result.path.name)}: {result.summary()}[/]")
+    if result.incident_ids:
+        out.print(f"incident ids {result.incident_ids[0]}..{result.incident_ids[1]}")
+    if result.rejects_path:
+        out.print(f"rejected rows written to {escape(str(result.rejects_path))}")
 
 
 class ExportKind(StrEnum):

@@ -211,3 +211,34 @@ def test_a_point_near_the_guangwai_taipingqiao_border_is_a_joint_case(city: Engi
     assert all(j["share"] is None for j in joint["jurisdictions"])  # a zone, not a building
     assert {(z["level"], z["code_a"], z["code_b"]) for z in joint["zones"]} >= {
         ("district", "110102", "110106"), ("street", "110102020", "110106002")}
+
+
+def test_codes_nest_where_a_community_sticks_out_of_its_street(city: Engine) -> None:
+    """Demo communities may overlap a neighbouring street a little; a point there still gets
+    one consistent chain (the grid's), in place() and in place_many()."""
+    from gis.placement_bulk import place_many
+
+    rows = city.connect().execute(text("""
+        SELECT ST_X(p), ST_Y(p) FROM (
+          SELECT ST_PointOnSurface(ST_Difference(c.geom, s.geom)) AS p
+          FROM jurisdictions c JOIN jurisdictions s ON s.code = left(c.code, 9)
+          WHERE c.level = 'community' AND NOT ST_Covers(s.geom, c.geom)
+            AND ST_Area(ST_Difference(c.geom, s.geom)::geography) > 50
+          LIMIT 20) x""")).all()
+    assert rows, "the demo city has communities sticking out of their streets"
+    lon = np.array([r[0] for r in rows])
+    lat = np.array([r[1] for r in rows])
+    with city.connect() as conn:
+        bulk = place_many(conn, lon, lat, np.full(len(rows), np.datetime64(
+            NOW.astimezone(ZoneInfo("UTC")).replace(tzinfo=None), "ns")))
+    for i, (x, y) in enumerate(rows):
+        placed = locate(city, x, y)
+        if placed["grid"] is None:
+            continue
+        grid = placed["grid"]["code"]
+        assert placed["community"]["code"] == grid[:12]
+        assert placed["street"]["code"] == grid[:9]
+        assert placed["district"]["code"] == grid[:6]
+        assert bulk["community_code"][i] == grid[:12]
+        assert bulk["street_code"][i] == grid[:9]
+        assert bulk["community_name"][i] == placed["community"]["name"]
