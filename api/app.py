@@ -21,6 +21,7 @@ from api.routers import (
     event_classes,
     health,
     incidents,
+    joint_zones,
     locate,
     open311,
     pages,
@@ -71,7 +72,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     for router in (health.router, auth.router, boundaries.router, locate.router,
-                   incidents.router, users.router, audit.router, event_classes.router):
+                   incidents.router, users.router, audit.router, event_classes.router,
+                   joint_zones.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(open311.router)
     app.include_router(pages.router)

@@ -116,6 +116,7 @@ def require_role(*roles: str) -> Callable[[Principal], Principal]:
 
 
 AdminUser = Annotated[Principal, Depends(require_role("admin"))]
+Planner = Annotated[Principal, Depends(require_role("admin", "planner"))]
 IncidentReporter = Annotated[Principal, Depends(require_role(
     "admin", "operator", "street_chief"))]
 IncidentReader = Annotated[Principal, Depends(require_role(

@@ -49,6 +49,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/incidents/{incident_id}/photos"): ALL,
     ("GET", "/api/v1/incidents/{incident_id}/photos/{photo_id}"): ALL,
     ("GET", "/api/v1/locate"): ALL,
+    ("POST", "/api/v1/joint-zones"): frozenset({"admin", "planner"}),
     ("GET", "/api/v1/event-classes"): ALL,
     ("GET", "/api/v1/users"): frozenset({"admin"}),
     ("POST", "/api/v1/users"): frozenset({"admin"}),

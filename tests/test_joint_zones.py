@@ -9,15 +9,19 @@ from typing import Any
 
 import geopandas as gpd
 import pytest
+from fastapi.testclient import TestClient
 from shapely.geometry import box
 from sqlalchemy import Connection, Engine, text
 from typer.testing import CliRunner
 
+from api.app import create_app
 from api.cli import app
+from api.settings import Settings
 from gis.audit import Actor
 from gis.errors import InvalidInput
 from gis.importers import ImportOptions, import_file
 from gis.joint_zones import add_drawn_zone, rebuild_joint_zones
+from tests.auth_world import sign_in
 
 # 西城 | 丰台 share the meridian 116.32; 东城 touches 丰台 only at the corner (116.34, 39.88).
 XICHENG, FENGTAI, DONGCHENG = "110102", "110106", "110101"
@@ -234,3 +238,19 @@ def test_cli_rebuilds_and_lists(db_url: str, world: Engine) -> None:
         assert conn.scalar(text("SELECT DISTINCT width_m FROM joint_zones")) == 30.0
         assert conn.scalar(text("SELECT after->>'street' FROM audit_log "
                                 "WHERE action = 'joint_zone.rebuild'")) == "2"
+
+
+def test_planners_add_drawn_zones_over_http(world: Engine, settings: Settings) -> None:
+    engine = world
+    ring = [[116.315, 39.865], [116.325, 39.865], [116.325, 39.875], [116.315, 39.865]]
+    body = {"level": "district", "code_a": "110106", "code_b": "110102",
+            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        sign_in(client, engine, "planner")
+        created = client.post("/api/v1/joint-zones", json=body)
+        assert created.status_code == 201, created.text
+        assert (created.json()["code_a"], created.json()["origin"]) == ("110102", "drawn")
+        bad = client.post("/api/v1/joint-zones", json={**body, "code_b": "999999"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "code_b"
+        sign_in(client, engine, "viewer")
+        assert client.post("/api/v1/joint-zones", json=body).status_code == 403
