@@ -166,41 +166,28 @@ def test_a_report_on_the_straddling_building_is_a_joint_case(conn: Connection,
     assert row["joint"] == place(conn, to_wgs84(lon, lat), row["reported_at"])["joint"]
 
 
-def test_a_point_where_boundaries_overlap_is_rejected_not_fatal(conn: Connection,
-                                                                tmp_path: Path) -> None:
-    """Where a community sticks out of its street into another one, the lowest code at each
-    level can come from different parents; the incidents table refuses that pair, so the
-    row is rejected with the reason, and the other rows still load."""
-    candidates = conn.execute(text("""
+def test_a_point_where_a_community_sticks_out_of_its_street_loads_nested(
+        conn: Connection, tmp_path: Path) -> None:
+    """Where a community sticks out of its street into another one, placement takes the
+    grid's chain (codes nest), so the row loads like any other."""
+    lon, lat = conn.execute(text("""
         SELECT ST_X(p), ST_Y(p) FROM (
           SELECT ST_PointOnSurface(ST_Difference(c.geom, s.geom)) AS p
           FROM jurisdictions c JOIN jurisdictions s
             ON s.code = left(c.code, 9) AND s.level = 'street' AND s.valid_to IS NULL
           WHERE c.level = 'community' AND c.valid_to IS NULL
-            AND NOT ST_CoveredBy(c.geom, s.geom)) x
-        WHERE NOT ST_IsEmpty(p) LIMIT 40""")).all()
-    when = datetime(2026, 7, 3, 10, tzinfo=BEIJING)
-    clash = []
-    for lon, lat in candidates:
-        try:
-            placed = place(conn, to_wgs84(lon, lat), when)
-        except InvalidInput:
-            continue
-        street = (placed["street"] or {}).get("code")
-        if placed["community"] and placed["community"]["code"][:9] != street:
-            clash.append((lon, lat, placed["community"]["code"], street or "-"))
-    assert clash, "the demo city should have a community sticking out of its street"
-    lon, lat, community, street = clash[0]
+            AND ST_Area(ST_Difference(c.geom, s.geom)::geography) > 50) x
+        WHERE NOT ST_IsEmpty(p) LIMIT 1""")).one()
     path = tmp_path / "overlap.csv"
     pd.DataFrame({"time": ["2026-07-03 10:00:00"] * 2, "class": ["0101"] * 2,
                   "lon": [lon, 116.366], "lat": [lat, 39.912],
                   "text": ["重叠处", "正常"]}).to_csv(path, index=False)
     result = run(conn, path, tmp_path)
-    assert (result.loaded, result.rejected) == (1, 1)
-    reason = result.rejects["reason"].iloc[0]
-    assert result.rejects["line"].iloc[0] == 2
-    assert reason.startswith(f"lon: the boundary data overlap here: community {community} "
-                             f"is not in street {street}")
+    assert (result.loaded, result.rejected) == (2, 0)
+    stored = conn.execute(text("""
+        SELECT street_code, community_code, grid_code FROM incidents
+        WHERE description = '重叠处' ORDER BY id DESC LIMIT 1""")).one()
+    assert stored[1][:9] == stored[0] and stored[2][:12] == stored[1]
 
 
 def test_chinese_headers_gb18030_and_limits(conn: Connection, tmp_path: Path) -> None:
