@@ -9,17 +9,10 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from sqlalchemy import Engine
 
+from api.cli_progress import step_bars
 from api.settings import Settings
 from gis.audit import Actor
 from gis.database import engine_for
@@ -53,12 +46,9 @@ def load(
                       "Use `gridops db reset --yes` first to load another city.")
         else:
             started = time.monotonic()
-            with Progress(TextColumn("{task.description}"), BarColumn(),
-                          MofNCompleteColumn(), TimeElapsedColumn(), console=out) as progress:
-                bar = _StepBar(progress)
+            with step_bars(out) as bar:
                 city = build_city(seed, SCALES[scale], bar, as_of=_beijing(as_of))
                 counts = load_city(engine, city, bar)
-                bar.finish()
             seconds = time.monotonic() - started
             out.print(f"[green]demo city loaded[/] (scale {scale}, seed {seed}) in "
                       f"{seconds:.0f} s: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
@@ -81,30 +71,6 @@ def _demo_users(engine: Engine) -> None:
         table.add_row(user.username, user.password, user.role + note,
                       ", ".join(user.scope) or "city")
     out.print(table)
-
-
-class _StepBar:
-    """One progress bar per step; steps that report done/total fill their bar."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.name = ""
-        self.task: TaskID | None = None
-        self.total = 1
-
-    def __call__(self, name: str, done: int = 0, total: int = 0) -> None:
-        if name != self.name:
-            self.finish()
-            self.name, self.total = name, total or 1
-            self.task = self.progress.add_task(name, total=self.total)
-        if self.task is not None and total:
-            self.total = total
-            self.progress.update(self.task, completed=done, total=total)
-
-    def finish(self) -> None:
-        """Mark the current step complete."""
-        if self.task is not None:
-            self.progress.update(self.task, completed=self.total)
 
 
 def _beijing(moment: datetime | None) -> datetime | None:

@@ -11,16 +11,9 @@ from typing import Annotated, cast
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from api.cli_progress import step_bars
 from api.settings import Settings
 from gis.audit import Actor
 from gis.database import engine_for
@@ -196,16 +189,7 @@ def incidents(
 ) -> None:
     """Incident history (事件/部件 reports): vectorised checks and placement, COPY; good rows
     load even when some are bad. Rows loaded before (same content) are skipped."""
-    with engine_for(Settings().live_db_url()) as engine, Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=out) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def step(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(what, total=max(total, 1))
-            bar.update(tasks[what], completed=done, total=max(total, 1))
-
+    with engine_for(Settings().live_db_url()) as engine, step_bars(out) as step:
         with engine.begin() as conn:
             result = import_incidents(conn, file, crs=crs.value, rejects_path=rejects,
                                       by=Actor(f"cli:{getpass.getuser()}"), progress=step)

@@ -109,6 +109,11 @@ def parse_at(value: str | None, field: str = "at") -> datetime:
     return instant
 
 
+def parse_opt_at(value: str | None, field: str) -> datetime | None:
+    """parse_at for an optional bound such as `since`/`until` (None stays None)."""
+    return None if value is None else parse_at(value, field)
+
+
 def check_limit(limit: int | None, page_max: int, field: str = "limit") -> int:
     """The page size: default 100 (or `page_max` if smaller), 1..page_max."""
     if limit is None:
@@ -130,7 +135,8 @@ def check_code(value: str, kinds: tuple[str, ...], field: str = "code") -> str:
     raise InvalidInput(f"{field} must be a {expected} code; got {value!r}", field=field)
 
 
-def _opt_code(value: str | None, kinds: tuple[str, ...], field: str) -> str | None:
+def opt_code(value: str | None, kinds: tuple[str, ...], field: str) -> str | None:
+    """check_code for an optional filter (None stays None)."""
     return None if value is None else check_code(value, kinds, field)
 
 
@@ -297,7 +303,7 @@ def list_jurisdictions(
         "at": at,
         "level": level,
         "parent": check_parent(parent, level),
-        "after": _opt_code(after, ("district", "street", "community"), "after"),
+        "after": opt_code(after, ("district", "street", "community"), "after"),
         **_bbox_params(bbox),
     }
     return _page(conn, LIST_JURISDICTIONS, params, limit)
@@ -317,10 +323,10 @@ def list_grids(
     """Grids in force at `at`, filtered by their community/street/district, paged by code."""
     params: dict[str, Any] = {
         "at": at,
-        "community": _opt_code(community, ("community",), "community"),
-        "street": _opt_code(street, ("street",), "street"),
-        "district": _opt_code(district, ("district",), "district"),
-        "after": _opt_code(after, ("grid",), "after"),
+        "community": opt_code(community, ("community",), "community"),
+        "street": opt_code(street, ("street",), "street"),
+        "district": opt_code(district, ("district",), "district"),
+        "after": opt_code(after, ("grid",), "after"),
         **_bbox_params(bbox),
     }
     return _page(conn, LIST_GRIDS, params, limit)

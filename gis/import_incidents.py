@@ -27,8 +27,8 @@ from sqlalchemy import Connection, text
 
 from gis import audit, catalog
 from gis.audit import Actor
+from gis.copy import copy_rows
 from gis.crs import bd09_to_wgs84, gcj02_to_wgs84
-from gis.democity.copy import copy_rows
 from gis.errors import InvalidInput
 from gis.intake import MAX_DESCRIPTION, NOTIFY_CHANNEL, TRUSTED_SOURCES
 from gis.placement import POINT_CRS

@@ -54,28 +54,39 @@ class Intake:
     duplicates: list[dict[str, Any]]
 
 
+def jurisdiction_codes(placement: dict[str, Any]) -> set[str]:
+    """The district and street of a placement and every jurisdiction of its joint case."""
+    codes = {placement["district"]["code"]}
+    if placement["street"]:
+        codes.add(placement["street"]["code"])
+    codes.update(j["code"] for j in placement["joint"]["jurisdictions"])
+    return codes
+
+
 def check_scope(reporter: Principal | None, placement: dict[str, Any]) -> None:
     """Operators report within their scope (a joint case counts for every side); public
     channels (reporter None: Open311, the citizen form) report anywhere in the city."""
     if reporter is None or reporter.has_any("admin", "street_chief") or reporter.city_wide:
         return
-    codes = {placement["district"]["code"]}
-    if placement["street"]:
-        codes.add(placement["street"]["code"])
-    codes.update(j["code"] for j in placement["joint"]["jurisdictions"])
+    codes = jurisdiction_codes(placement)
     if not codes.intersection(reporter.scope_codes):
         raise Forbidden(f"the point is in {placement['district']['name']} "
                         f"({', '.join(sorted(codes))}), outside your scope "
                         f"({', '.join(reporter.scope_codes)})", field="lon")
 
 
-def _existing(conn: Connection, key: str, new: NewIncident, class_id: int) -> Intake:
-    """The incident a retry with `key` already created; Conflict when the key was used for
-    a different report."""
+def _existing(conn: Connection, key: str | None, new: NewIncident,
+              class_id: int) -> Intake | None:
+    """The incident an earlier request with `key` created (None: no key, or none yet);
+    Conflict when the key was used for a different report."""
+    if key is None:
+        return None
     row = conn.execute(text("""
         SELECT id, event_class_id, description, ST_X(geom) AS lon, ST_Y(geom) AS lat
         FROM incidents WHERE idempotency_key = :key
-    """), {"key": key}).mappings().one()
+    """), {"key": key}).mappings().one_or_none()
+    if row is None:
+        return None
     same = (row["event_class_id"] == class_id and row["description"] == new.description.strip()
             and abs(row["lon"] - new.point.lon) < 1e-7 and abs(row["lat"] - new.point.lat) < 1e-7)
     if not same:
@@ -101,10 +112,9 @@ def create_incident(conn: Connection, new: NewIncident, reporter: Principal | No
         raise InvalidInput(f"description is {len(description)} characters; at most "
                            f"{MAX_DESCRIPTION}", field="description")
     event = catalog.find_class(conn, new.event_kind, new.event_code)
-    if new.idempotency_key and conn.scalar(
-            text("SELECT 1 FROM incidents WHERE idempotency_key = :k"),
-            {"k": new.idempotency_key}):
-        return _existing(conn, new.idempotency_key, new, event["id"])
+    earlier = _existing(conn, new.idempotency_key, new, event["id"])
+    if earlier is not None:  # a retry: no second placement, no second incident
+        return earlier
     now = conn.scalar(text("SELECT now()"))
     reported_at = new.reported_at or now
     if reported_at > now:
@@ -146,8 +156,9 @@ def create_incident(conn: Connection, new: NewIncident, reporter: Principal | No
         "joint": json.dumps(joint, ensure_ascii=False) if joint["is_joint"] else None,
         "deadlines": json.dumps(deadlines), "user_id": by.user_id})
     if incident_id is None:  # a concurrent request with the same key won
-        assert new.idempotency_key is not None
-        return _existing(conn, new.idempotency_key, new, event["id"])
+        winner = _existing(conn, new.idempotency_key, new, event["id"])
+        assert winner is not None  # committed before ON CONFLICT let this insert go
+        return winner
     district = placement["district"]["code"]
     conn.execute(text("""
         INSERT INTO case_events (incident_id, actor_id, action, to_status, data, district_code)
@@ -166,10 +177,7 @@ def create_incident(conn: Connection, new: NewIncident, reporter: Principal | No
 def notify(conn: Connection, kind: str, incident_id: int, placement: dict[str, Any]) -> None:
     """A change notification (delivered on commit) for live maps: what changed and which
     jurisdictions it concerns, so listeners can filter by scope."""
-    codes = {placement["district"]["code"]}
-    if placement["street"]:
-        codes.add(placement["street"]["code"])
-    codes.update(j["code"] for j in placement["joint"]["jurisdictions"])
+    codes = jurisdiction_codes(placement)
     conn.execute(text("SELECT pg_notify(:channel, :payload)"), {
         "channel": NOTIFY_CHANNEL,
         "payload": json.dumps({"type": kind, "incident_id": incident_id,

@@ -170,6 +170,7 @@ def test_twenty_parallel_posts_with_one_key_make_one_incident(
 def test_a_new_incident_is_announced_on_commit(client: TestClient, city: Engine) -> None:
     lon, lat = point_in(city, "g.district_code = '110102'")
     raw = city.raw_connection()
+    raw.detach()  # autocommit below must not go back to the shared pool
     try:
         raw.set_isolation_level(0)  # autocommit: LISTEN takes effect at once
         cursor = raw.cursor()

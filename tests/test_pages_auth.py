@@ -158,8 +158,9 @@ def test_login_page_renders_while_the_database_is_down(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    if not Path(CHROMIUM).exists():  # `make test` installs it: never pass without a browser
+        pytest.fail(f"{CHROMIUM} is not installed: run `make browser` "
+                    "(apt-get install chromium fonts-noto-cjk)")
     with sync_playwright() as driver:
         yield driver
 

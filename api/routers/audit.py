@@ -57,11 +57,10 @@ def list_audit(
     where = audit.AuditFilter(
         actor=actor, user_id=user_id, action=action, object_type=object_type,
         object_id=object_id,
-        district_code=None if district is None else features.check_code(
-            district, ("district",), "district"),
+        district_code=features.opt_code(district, ("district",), "district"),
         request_id=request_id,
-        since=None if since is None else features.parse_at(since, "since"),
-        until=None if until is None else features.parse_at(until, "until"))
+        since=features.parse_opt_at(since, "since"),
+        until=features.parse_opt_at(until, "until"))
     items, cursor = audit.list_entries(
         conn, where, limit=features.check_limit(limit, settings.page_max), before_id=before)
     next_link = (None if cursor is None

@@ -50,17 +50,14 @@ def list_incidents(
     """Incidents you may see (scope, department tasks or assigned streets), with filters."""
     where = IncidentFilter(
         status=status,
-        district_code=None if district is None else features.check_code(
-            district, ("district",), "district"),
-        street_code=None if street is None else features.check_code(
-            street, ("street",), "street"),
-        community_code=None if community is None else features.check_code(
-            community, ("community",), "community"),
-        grid_code=None if grid is None else features.check_code(grid, ("grid",), "grid"),
+        district_code=features.opt_code(district, ("district",), "district"),
+        street_code=features.opt_code(street, ("street",), "street"),
+        community_code=features.opt_code(community, ("community",), "community"),
+        grid_code=features.opt_code(grid, ("grid",), "grid"),
         event_kind=event_kind, event_code=event_code, source=source, overdue=overdue,
         is_joint=joint,
-        since=None if since is None else features.parse_at(since, "since"),
-        until=None if until is None else features.parse_at(until, "until"),
+        since=features.parse_opt_at(since, "since"),
+        until=features.parse_opt_at(until, "until"),
         bbox=features.parse_bbox(bbox),
     )
     page = incidents.list_incidents(conn, user, where,

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, text
 
 from gis.audit import Actor
 from gis.catalog import load_catalog, load_into_db
-from gis.democity.copy import copy_rows, ewkb, pg_array, reset_sequence
+from gis.copy import copy_rows, ewkb, pg_array, reset_sequence
 from gis.democity.model import METRIC_CRS, City, StepFn, no_progress
 from gis.joint_zones import rebuild_joint_zones
 
