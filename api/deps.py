@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
 
@@ -27,15 +27,16 @@ def open_engine(settings: Settings) -> Engine:
     return make_engine(url, statement_timeout_ms=settings.statement_timeout_ms)
 
 
-def get_settings(request: Request) -> Settings:
-    """The settings the app was built with."""
+async def get_settings(request: Request) -> Settings:
+    """The settings the app was built with. (Dependencies without I/O are `async def`:
+    FastAPI runs them on the event loop instead of a thread-pool hop each.)"""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+def engine_of(app: FastAPI) -> Engine:
     """The app's engine; created now if it could not be at start-up (cluster set up since)."""
-    state = request.app.state
+    state = app.state
     engine: Engine | None = getattr(state, "engine", None)
     if engine is None:
         with _engine_lock:
@@ -46,13 +47,18 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
+async def get_engine(request: Request) -> Engine:
+    """The app's engine (`engine_of`)."""
+    return engine_of(request.app)
+
+
 def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
     """One connection per request, returned to the pool (rolled back) afterwards."""
     with engine.connect() as conn:
         yield conn
 
 
-def get_templates(request: Request) -> Jinja2Templates:
+async def get_templates(request: Request) -> Jinja2Templates:
     """The page templates (web/templates)."""
     templates: Jinja2Templates = request.app.state.templates
     return templates

@@ -12,7 +12,7 @@ import hmac
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -103,10 +103,10 @@ def get_optional_principal(
 OptionalUser = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
-def require_role(*roles: str) -> Callable[[Principal], Principal]:
+def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the current user, who must hold one of `roles` (else 403)."""
 
-    def check(user: CurrentUser) -> Principal:
+    async def check(user: CurrentUser) -> Principal:
         if not user.has_any(*roles):
             raise Forbidden(f"this needs the role {' or '.join(roles)}; you have "
                             f"{', '.join(sorted(user.roles))}", field="role")
@@ -151,10 +151,10 @@ class RateLimiter:
             hits.append(now)
 
 
-def rate_limited(name: str) -> Callable[[Request, SettingsDep], None]:
+def rate_limited(name: str) -> Callable[[Request, SettingsDep], Awaitable[None]]:
     """A dependency limiting each client address to the public rate on endpoint `name`."""
 
-    def limit(request: Request, settings: SettingsDep) -> None:
+    async def limit(request: Request, settings: SettingsDep) -> None:
         limiter: RateLimiter = request.app.state.rate_limiter
         limiter.hit(name, client_ip(request), settings.public_rate_per_minute)
 

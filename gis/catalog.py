@@ -263,15 +263,10 @@ def stage_deadlines(calendar: WorkCalendar, start: datetime,
                     stages: Sequence[str] = STAGES) -> dict[str, datetime]:
     """The planned schedule from `start` (timezone-aware): each stage in `stages` starts when
     the previous one's limit runs out; stages absent from `time_limits` are skipped."""
-    out: dict[str, datetime] = {}
-    at = start
-    for stage in stages:
-        limit = time_limits.get(stage)
-        if limit is None:
-            continue
-        at = calendar.deadline(at, float(limit["value"]), str(limit["unit"]))
-        out[stage] = at
-    return out
+    present = [stage for stage in stages if stage in time_limits]
+    ends = calendar.schedule(start, [(float(time_limits[stage]["value"]),
+                                      str(time_limits[stage]["unit"])) for stage in present])
+    return dict(zip(present, ends, strict=True))
 
 
 # -- the catalog in the database ---------------------------------------------------------
@@ -338,9 +333,14 @@ def _default_catalog() -> Catalog:
 
 
 def _loaded(conn: Connection) -> RowMapping | None:
-    row = conn.execute(text("SELECT name, format, synthetic, department_types, calendar, "
+    row = conn.execute(text("SELECT id, name, format, synthetic, department_types, calendar, "
                             "loaded_at, loaded_by FROM catalogs ORDER BY id DESC LIMIT 1"))
     return row.mappings().first()
+
+
+# (catalogs.id, loaded_at) → its parsed calendar: a loaded catalog never changes, so each
+# process parses a calendar once (and keeps its deadline arithmetic warm)
+_CALENDARS: dict[tuple[int, datetime], WorkCalendar] = {}
 
 
 def current_calendar(conn: Connection) -> WorkCalendar:
@@ -348,10 +348,21 @@ def current_calendar(conn: Connection) -> WorkCalendar:
     row = _loaded(conn)
     if row is None:
         return _default_catalog().calendar
-    try:
-        return parse_calendar(row["calendar"])
-    except BadEntry as bad:
-        raise bad.as_invalid() from None
+    version = (int(row["id"]), row["loaded_at"])
+    if version not in _CALENDARS:
+        try:
+            _CALENDARS[version] = parse_calendar(row["calendar"])
+        except BadEntry as bad:
+            raise bad.as_invalid() from None
+    return _CALENDARS[version]
+
+
+def calendar_of(conn: Connection, version: tuple[int, datetime] | None) -> WorkCalendar:
+    """`current_calendar` when the caller already read the catalog version (id, loaded_at):
+    no query unless this process has not parsed that catalog's calendar yet."""
+    if version is None:
+        return _default_catalog().calendar
+    return _CALENDARS.get(version) or current_calendar(conn)
 
 
 def department_types(conn: Connection) -> dict[str, str]:

@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
-from gis import audit, catalog
+from gis import catalog
 from gis.audit import Actor
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput
-from gis.placement import Point, place
+from gis.placement import PLACE_CALL, Point, place_params, placement_of
 
 Source = Literal["12345", "grid_worker", "street_chief", "steward", "citizen", "sensor",
                  "other"]
@@ -75,58 +75,41 @@ def check_scope(reporter: Principal | None, placement: dict[str, Any]) -> None:
                         f"({', '.join(reporter.scope_codes)})", field="lon")
 
 
-def _existing(conn: Connection, key: str | None, new: NewIncident,
-              class_id: int) -> Intake | None:
-    """The incident an earlier request with `key` created (None: no key, or none yet);
-    Conflict when the key was used for a different report."""
-    if key is None:
-        return None
-    row = conn.execute(text("""
-        SELECT id, event_class_id, description, ST_X(geom) AS lon, ST_Y(geom) AS lat
-        FROM incidents WHERE idempotency_key = :key
-    """), {"key": key}).mappings().one_or_none()
-    if row is None:
-        return None
-    same = (row["event_class_id"] == class_id and row["description"] == new.description.strip()
-            and abs(row["lon"] - new.point.lon) < 1e-7 and abs(row["lat"] - new.point.lat) < 1e-7)
-    if not same:
-        raise Conflict(f"Idempotency-Key {key!r} was already used for another report "
-                       f"(incident {row['id']}); use a new key for a new report",
-                       field="Idempotency-Key")
-    return Intake(int(row["id"]), False, None, [])
+# Everything intake reads, in one round trip: the database clock, the class, the catalog
+# version (its calendar is cached per process), an earlier report with the same key, the
+# placement at the report time, and the possible duplicates (open incidents of the same
+# class within 50 m reported in the 24 hours before).
+_CONTEXT = text(f"""
+    WITH ask AS (SELECT coalesce(CAST(:at AS timestamptz), now()) AS at,
+                        ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom)
+    SELECT now() AS now, ask.at, c.id AS class_id, c.kind, c.code, c.time_limits,
+           cat.id AS catalog_id, cat.loaded_at AS catalog_loaded_at,
+           e.id AS earlier_id, e.event_class_id AS earlier_class_id,
+           e.description AS earlier_description, ST_X(e.geom) AS earlier_lon,
+           ST_Y(e.geom) AS earlier_lat,
+           CASE WHEN e.id IS NULL AND c.id IS NOT NULL AND ask.at <= now()
+                THEN {PLACE_CALL.replace(":at", "ask.at")} END AS placement,
+           (SELECT coalesce(json_agg(d ORDER BY d.distance_m, d.id), '[]')
+            FROM (SELECT o.id, o.status, o.reported_at,
+                         round(ST_Distance(o.geom::geography, ask.geom::geography)::numeric, 1)
+                           AS distance_m
+                  FROM incidents o
+                  WHERE e.id IS NULL AND o.event_class_id = c.id
+                    AND o.geom && ST_Expand(ask.geom, 0.001)  -- > 50 m at any latitude here
+                    AND ST_DWithin(o.geom::geography, ask.geom::geography, :radius)
+                    AND o.reported_at BETWEEN ask.at - interval '{DUPLICATE_WINDOW}' AND ask.at
+                    AND o.status NOT IN ('closed', 'void', 'ledger')
+                  ORDER BY distance_m, o.id LIMIT 10) d) AS duplicates
+    FROM ask
+    LEFT JOIN event_classes c ON c.kind = :kind AND c.code = :code AND c.active
+    LEFT JOIN LATERAL (SELECT id, loaded_at FROM catalogs ORDER BY id DESC LIMIT 1) cat ON true
+    LEFT JOIN incidents e ON e.idempotency_key = :key
+""")  # noqa: S608 - constant fragments; values are bound
 
-
-def create_incident(conn: Connection, new: NewIncident, reporter: Principal | None,
-                    by: Actor) -> Intake:
-    """Store a new incident (caller commits). `reporter` is the signed-in user, or None for
-    a public channel (`by` then names the channel, e.g. the Open311 client). A retry with
-    the same idempotency key returns the first incident (created=False), not a second one."""
-    for name in ("description", "address", "reporter_name", "reporter_phone"):
-        value = getattr(new, name)
-        if value and any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
-            raise InvalidInput(f"{name} contains control characters", field=name)
-    description = new.description.strip()
-    if not description:
-        raise InvalidInput("description must not be empty", field="description")
-    if len(description) > MAX_DESCRIPTION:
-        raise InvalidInput(f"description is {len(description)} characters; at most "
-                           f"{MAX_DESCRIPTION}", field="description")
-    event = catalog.find_class(conn, new.event_kind, new.event_code)
-    earlier = _existing(conn, new.idempotency_key, new, event["id"])
-    if earlier is not None:  # a retry: no second placement, no second incident
-        return earlier
-    now = conn.scalar(text("SELECT now()"))
-    reported_at = new.reported_at or now
-    if reported_at > now:
-        raise InvalidInput("reported_at is in the future", field="reported_at")
-    placement = place(conn, new.point, reported_at)
-    check_scope(reporter, placement)
-    status = "registered" if new.source in TRUSTED_SOURCES else "pending"
-    deadlines = {stage: moment.isoformat() for stage, moment in catalog.stage_deadlines(
-        catalog.current_calendar(conn), reported_at, event["time_limits"]).items()}
-    segment = placement["street_segment"] or {}
-    joint = placement["joint"]
-    incident_id = conn.scalar(text("""
+# The incident, its first case event, its audit row and its change notification (delivered
+# on commit) in one statement; no row when a concurrent request with the same key won.
+_STORE = text("""
+    WITH inc AS (
         INSERT INTO incidents (idempotency_key, source, event_class_id, description, address,
             reporter_name, reporter_phone, reported_at, geom, input_crs, status,
             district_code, street_code, community_code, grid_code, grid_id, building_id,
@@ -137,41 +120,103 @@ def create_incident(conn: Connection, new: NewIncident, reporter: Principal | No
             :street_id, :chief_id, :is_joint, CAST(:joint AS jsonb), CAST(:deadlines AS jsonb),
             :user_id)
         ON CONFLICT (idempotency_key) DO NOTHING
-        RETURNING id
-    """), {
-        "key": new.idempotency_key, "source": new.source, "class_id": event["id"],
+        RETURNING id),
+    event AS (
+        INSERT INTO case_events (incident_id, actor_id, action, to_status, data, district_code)
+        SELECT id, :user_id, 'report', :status, CAST(:event_data AS jsonb), :district FROM inc),
+    audit AS (
+        INSERT INTO audit_log (user_id, actor, action, object_type, object_id, after,
+                               request_id, district_code)
+        SELECT :user_id, :actor, 'incident.create', 'incident', CAST(id AS text),
+               CAST(:audit_after AS jsonb), :request_id, :district FROM inc)
+    SELECT id, pg_notify(:channel, json_build_object(
+               'type', 'incident.created', 'incident_id', id,
+               'codes', CAST(:codes AS json))::text)
+    FROM inc
+""")
+
+
+def _check_retry(ctx: Any, key: str, new: NewIncident) -> Intake:
+    """The incident an earlier request with `key` created; Conflict when the key was used
+    for a different report."""
+    same = (ctx.earlier_class_id == ctx.class_id
+            and ctx.earlier_description == new.description.strip()
+            and abs(ctx.earlier_lon - new.point.lon) < 1e-7
+            and abs(ctx.earlier_lat - new.point.lat) < 1e-7)
+    if not same:
+        raise Conflict(f"Idempotency-Key {key!r} was already used for another report "
+                       f"(incident {ctx.earlier_id}); use a new key for a new report",
+                       field="Idempotency-Key")
+    return Intake(int(ctx.earlier_id), False, None, [])
+
+
+def _check_text(new: NewIncident) -> str:
+    """The description, stripped; InvalidInput for control characters or a bad length."""
+    for name in ("description", "address", "reporter_name", "reporter_phone"):
+        value = getattr(new, name)
+        if value and any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+            raise InvalidInput(f"{name} contains control characters", field=name)
+    description = new.description.strip()
+    if not description:
+        raise InvalidInput("description must not be empty", field="description")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"description is {len(description)} characters; at most "
+                           f"{MAX_DESCRIPTION}", field="description")
+    return description
+
+
+def create_incident(conn: Connection, new: NewIncident, reporter: Principal | None,
+                    by: Actor) -> Intake:
+    """Store a new incident (caller commits). `reporter` is the signed-in user, or None for
+    a public channel (`by` then names the channel, e.g. the Open311 client). A retry with
+    the same idempotency key returns the first incident (created=False), not a second one.
+    Two round trips: what intake reads (`_CONTEXT`), then what it writes (`_STORE`)."""
+    description = _check_text(new)
+    ask = {**place_params(new.point, new.reported_at), "kind": new.event_kind,
+           "code": new.event_code, "key": new.idempotency_key,
+           "radius": DUPLICATE_RADIUS_M}
+    ctx = conn.execute(_CONTEXT, ask).one()
+    if ctx.class_id is None:  # raises, naming the closest codes
+        catalog.find_class(conn, new.event_kind, new.event_code)
+    if ctx.earlier_id is not None:  # a retry: no second placement, no second incident
+        return _check_retry(ctx, str(new.idempotency_key), new)
+    if ctx.at > ctx.now:
+        raise InvalidInput("reported_at is in the future", field="reported_at")
+    placement = placement_of(conn, new.point, ctx.at, ctx.placement)
+    check_scope(reporter, placement)
+    status = "registered" if new.source in TRUSTED_SOURCES else "pending"
+    version = None if ctx.catalog_id is None else (ctx.catalog_id, ctx.catalog_loaded_at)
+    deadlines = {stage: moment.isoformat() for stage, moment in catalog.stage_deadlines(
+        catalog.calendar_of(conn, version), ctx.at, ctx.time_limits).items()}
+    segment = placement["street_segment"] or {}
+    joint = placement["joint"]
+    district = placement["district"]["code"]
+    grid = placement["grid"] or {}
+    incident_id = conn.scalar(_STORE, {
+        "key": new.idempotency_key, "source": new.source, "class_id": ctx.class_id,
         "description": description, "address": new.address,
         "reporter_name": new.reporter_name, "reporter_phone": new.reporter_phone,
-        "reported_at": reported_at, "lon": new.point.lon, "lat": new.point.lat,
-        "crs": new.point.input_crs, "status": status,
-        "district": placement["district"]["code"],
+        "reported_at": ctx.at, "lon": new.point.lon, "lat": new.point.lat,
+        "crs": new.point.input_crs, "status": status, "district": district,
         "street": (placement["street"] or {}).get("code"),
         "community": (placement["community"] or {}).get("code"),
-        "grid_code": (placement["grid"] or {}).get("code"),
-        "grid_id": (placement["grid"] or {}).get("id"),
+        "grid_code": grid.get("code"), "grid_id": grid.get("id"),
         "building_id": (placement["building"] or {}).get("id"),
         "street_id": segment.get("id"),
         "chief_id": (segment.get("chief") or {}).get("person_id"),
         "is_joint": joint["is_joint"],
         "joint": json.dumps(joint, ensure_ascii=False) if joint["is_joint"] else None,
-        "deadlines": json.dumps(deadlines), "user_id": by.user_id})
-    if incident_id is None:  # a concurrent request with the same key won
-        winner = _existing(conn, new.idempotency_key, new, event["id"])
-        assert winner is not None  # committed before ON CONFLICT let this insert go
-        return winner
-    district = placement["district"]["code"]
-    conn.execute(text("""
-        INSERT INTO case_events (incident_id, actor_id, action, to_status, data, district_code)
-        VALUES (:id, :user_id, 'report', :status, CAST(:data AS jsonb), :district)
-    """), {"id": incident_id, "user_id": by.user_id, "status": status,
-           "district": district, "data": json.dumps({"source": new.source})})
-    audit.record(conn, by, action="incident.create", object_type="incident",
-                 object_id=str(incident_id), district_code=district,
-                 after={"event": f"{event['kind']}:{event['code']}", "status": status,
-                        "grid_code": (placement["grid"] or {}).get("code"),
-                        "is_joint": joint["is_joint"]})
-    notify(conn, "incident.created", incident_id, placement)
-    return Intake(int(incident_id), True, placement, duplicates(conn, incident_id))
+        "deadlines": json.dumps(deadlines), "user_id": by.user_id,
+        "event_data": json.dumps({"source": new.source}),
+        "actor": by.name, "request_id": by.request_id,
+        "audit_after": json.dumps({"event": f"{ctx.kind}:{ctx.code}", "status": status,
+                                   "grid_code": grid.get("code"),
+                                   "is_joint": joint["is_joint"]}),
+        "channel": NOTIFY_CHANNEL, "codes": json.dumps(sorted(jurisdiction_codes(placement)))})
+    if incident_id is None:  # a concurrent request with the same key won; it has committed
+        return _check_retry(conn.execute(_CONTEXT, {**ask, "at": ctx.at}).one(),
+                            str(new.idempotency_key), new)
+    return Intake(int(incident_id), True, placement, list(ctx.duplicates))
 
 
 def notify(conn: Connection, kind: str, incident_id: int, placement: dict[str, Any]) -> None:
@@ -182,23 +227,3 @@ def notify(conn: Connection, kind: str, incident_id: int, placement: dict[str, A
         "channel": NOTIFY_CHANNEL,
         "payload": json.dumps({"type": kind, "incident_id": incident_id,
                                "codes": sorted(codes)})})
-
-
-def duplicates(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
-    """Possible duplicates: open incidents of the same class within 50 m reported in the
-    24 hours before this one."""
-    rows = conn.execute(text(f"""
-        SELECT o.id, o.status, o.reported_at,
-               round(ST_Distance(o.geom::geography, i.geom::geography)::numeric, 1)
-                 AS distance_m
-        FROM incidents i JOIN incidents o
-          ON o.event_class_id = i.event_class_id AND o.id <> i.id
-         AND o.geom && ST_Expand(i.geom, 0.001)  -- index prefilter, > 50 m at any latitude here
-         AND ST_DWithin(o.geom::geography, i.geom::geography, :radius)
-         AND o.reported_at BETWEEN i.reported_at - interval '{DUPLICATE_WINDOW}'
-                               AND i.reported_at
-         AND o.status NOT IN ('closed', 'void', 'ledger')
-        WHERE i.id = :id
-        ORDER BY distance_m, o.id LIMIT 10
-    """), {"id": incident_id, "radius": DUPLICATE_RADIUS_M})  # noqa: S608 - constant
-    return [dict(r) for r in rows.mappings()]

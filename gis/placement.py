@@ -64,21 +64,32 @@ def to_wgs84(lon: float, lat: float, crs: str = "wgs84") -> Point:
 # One statement in a PL/pgSQL function (migrations/versions/0007_place_function.py), so its
 # plan is kept per connection: every lookup is an index probe on the point (subdivided parts,
 # KNN on buildings and streets), jurisdiction names for the joint list joined at the end.
-_PLACE = text("SELECT gridops_place(:lon, :lat, :at, :building_m, :street_m)")
+# PLACE_CALL is the call alone, for statements that place a point among other work (intake).
+PLACE_CALL = "gridops_place(:lon, :lat, :at, :building_m, :street_m)"
+_PLACE = text(f"SELECT {PLACE_CALL}")
+
+
+def place_params(point: Point, at: datetime | None) -> dict[str, Any]:
+    """The bound parameters of PLACE_CALL."""
+    return {"lon": point.lon, "lat": point.lat, "at": at,
+            "building_m": BUILDING_SNAP_M, "street_m": STREET_SNAP_M}
 
 
 def place(conn: Connection, point: Point, at: datetime) -> dict[str, Any]:
     """The placement of `point` at instant `at` (one round trip). InvalidInput when the
     point is outside every district in force then (the service area)."""
-    placement: dict[str, Any] = conn.scalar(_PLACE, {
-        "lon": point.lon, "lat": point.lat, "at": at,
-        "building_m": BUILDING_SNAP_M, "street_m": STREET_SNAP_M})
-    if placement["district"] is None:
+    return placement_of(conn, point, at, conn.scalar(_PLACE, place_params(point, at)))
+
+
+def placement_of(conn: Connection, point: Point, at: datetime,
+                 found: dict[str, Any]) -> dict[str, Any]:
+    """What PLACE_CALL `found` for `point` at `at`, as `place` returns it."""
+    if found["district"] is None:
         raise InvalidInput(outside_message(conn, point), field="lon")
     return {"point": {"lon": round(point.lon, 7), "lat": round(point.lat, 7),
                       "input_crs": point.input_crs, "input_lon": point.input_lon,
                       "input_lat": point.input_lat},
-            "at": at.isoformat(), **placement}
+            "at": at.isoformat(), **found}
 
 
 def outside_message(conn: Connection, point: Point) -> str:

@@ -5,7 +5,7 @@ catalog file, also stored in the `catalogs` table)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 NS_PER_S = 1_000_000_000
 MAX_HOLIDAY_DAYS = 14
+MEMO_SIZE = 256
 
 
 class BadEntry(Exception):
@@ -46,6 +47,9 @@ class WorkCalendar:
     weekend: frozenset[int]  # date.weekday() numbers, Monday = 0
     holidays: Mapping[date, str] = field(default_factory=dict)
     adjusted_working_days: Mapping[date, str] = field(default_factory=dict)
+    # (first, last) → intervals: deadlines from the same days reuse them (a few per day)
+    _memo: dict[tuple[date, date], tuple[npt.NDArray[np.int64], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -64,7 +68,16 @@ class WorkCalendar:
         return day not in self.holidays and day.weekday() not in self.weekend
 
     def intervals(self, first: date, last: date) -> tuple[npt.NDArray[np.int64], ...]:
-        """Working intervals between two dates (inclusive) as epoch-ns starts and ends."""
+        """Working intervals between two dates (inclusive) as epoch-ns starts and ends
+        (remembered per date pair; the arrays are shared, do not modify them)."""
+        key = (first, last)
+        if key not in self._memo:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = self._intervals(first, last)
+        return self._memo[key]
+
+    def _intervals(self, first: date, last: date) -> tuple[npt.NDArray[np.int64], ...]:
         days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         starts: list[int] = []
         ends: list[int] = []
@@ -105,15 +118,34 @@ class WorkCalendar:
     def deadline(self, start: datetime, value: float, unit: str) -> datetime:
         """When a stage limit (`value` `unit`) that starts at `start` runs out (in the
         calendar's time zone; `start` must be timezone-aware)."""
-        if unit not in UNITS:
-            raise InvalidInput(f"unknown time-limit unit {unit!r}", field="unit")
+        return self.schedule(start, [(value, unit)])[0]
+
+    def schedule(self, start: datetime, limits: Sequence[tuple[float, str]]) -> list[datetime]:
+        """Deadlines of consecutive stages from `start` (timezone-aware): each limit
+        (value, unit) starts when the previous one runs out. One vectorised pass per run of
+        working-time limits."""
         if start.tzinfo is None:
             raise InvalidInput("a deadline needs a timezone-aware start", field="start")
-        if unit == "hours":
-            return (start + timedelta(hours=value)).astimezone(self.tz)
-        secs = value * (3600 if unit == "work_hours" else self.seconds_per_day)
-        out = self.add_working_seconds([_epoch_ns(start)], [secs])[0]
-        return datetime.fromtimestamp(int(out) / NS_PER_S, self.tz)
+        for _, unit in limits:
+            if unit not in UNITS:
+                raise InvalidInput(f"unknown time-limit unit {unit!r}", field="unit")
+        out: list[datetime] = []
+        k = 0
+        while k < len(limits):
+            at = out[-1] if out else start
+            value, unit = limits[k]
+            if unit == "hours":
+                out.append((at + timedelta(hours=value)).astimezone(self.tz))
+                k += 1
+                continue
+            run: list[float] = []
+            while k < len(limits) and limits[k][1] != "hours":
+                value, unit = limits[k]
+                run.append(value * (3600 if unit == "work_hours" else self.seconds_per_day))
+                k += 1
+            ends = self.add_working_seconds(np.full(len(run), _epoch_ns(at)), np.cumsum(run))
+            out.extend(datetime.fromtimestamp(int(x) / NS_PER_S, self.tz) for x in ends)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """The calendar in the catalog file's form (`parse_calendar` reads it back)."""

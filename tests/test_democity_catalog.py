@@ -100,6 +100,24 @@ def test_working_time_is_vectorised_and_exact() -> None:
     assert got == [_at(2026, 11, 20, 12), _at(2026, 11, 23, 9, 30), _at(2026, 11, 19, 12, 15)]
 
 
+
+def test_a_schedule_equals_its_stages_one_after_another() -> None:
+    """Consecutive stages computed in one pass land where chaining them one by one does,
+    across lunch, nights, weekends, the National Day holiday and clock-hour stages."""
+    cal = load_catalog().calendar
+    rng = np.random.default_rng(7)
+    units = ["work_hours", "work_days", "hours"]
+    for _ in range(300):
+        start = _at(2026, 9, 25, 0) + pd.Timedelta(minutes=int(rng.integers(0, 60 * 24 * 30)))
+        limits = [(float(rng.choice([0.5, 1, 2, 4, 8, 16])), str(rng.choice(units)))
+                  for _ in range(int(rng.integers(1, 5)))]
+        chained, at = [], start
+        for value, unit in limits:
+            at = cal.schedule(at, [(value, unit)])[0]
+            chained.append(at)
+        assert cal.schedule(start, limits) == chained, (start, limits)
+
+
 # -- bad files: each case mutates the real file and names the entry and field -------------
 
 def _cls(data: dict[str, Any], major: int = 0, j: int = 0) -> dict[str, Any]:

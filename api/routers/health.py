@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 
-from api.deps import get_engine
+from api.deps import engine_of
 from api.errors import RETRY_AFTER_SECONDS, database_message
 from api.security import rate_limited
 from gis import migrate
@@ -56,7 +56,7 @@ class Unavailable(BaseModel):
 def health(request: Request) -> Any:
     """Database versions and migration state; 503 when the database is unreachable."""
     try:
-        engine = get_engine(request)
+        engine = engine_of(request.app)
         with engine.connect() as conn:
             info = server_info(conn)
             current = migrate.current_revision(conn)
