@@ -9,7 +9,7 @@ with the migration's expression, so the ORM reads them but never writes them.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement, WKTElement
@@ -513,6 +513,8 @@ class Incident(Base):
     created_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     closed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    escalation_level: Mapped[str | None]
+    escalated_at: Mapped[datetime | None]
 
     event_class: Mapped[EventClass] = relationship()
 
@@ -593,9 +595,87 @@ class Dispatch(Base):
     override_reason: Mapped[str | None]
     eta_s: Mapped[int | None] = mapped_column(Integer)
     district_code: Mapped[str]
+    out_of_remit: Mapped[bool] = mapped_column(server_default=FALSE)
 
     incident: Mapped[Incident] = relationship()
     team: Mapped[Team] = relationship()
+
+
+class DispatchEvent(Base):
+    """One step of a dispatch (accepted, en route, on scene …) with its actor."""
+
+    __tablename__ = "dispatch_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dispatch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("dispatches.id"))
+    at: Mapped[datetime] = mapped_column(server_default=NOW)
+    actor_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    from_status: Mapped[str | None]
+    to_status: Mapped[str]
+    reason: Mapped[str | None]
+
+
+class ExtensionRequest(Base):
+    """A request to extend a stage deadline (延期), approved or rejected by an operator."""
+
+    __tablename__ = "extension_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("incidents.id"))
+    stage: Mapped[str]
+    value: Mapped[float]
+    unit: Mapped[str]
+    reason: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default=text("'pending'"))
+    requested_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    decided_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None]
+    decision_note: Mapped[str | None]
+    old_deadline: Mapped[datetime | None]
+    new_deadline: Mapped[datetime | None]
+    district_code: Mapped[str]
+
+
+class DepartmentRating(Base):
+    """A street office's monthly rating of a department (reverse evaluation), 0–100."""
+
+    __tablename__ = "department_ratings"
+    __table_args__ = (UniqueConstraint("department_id", "street_code", "period"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    department_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("departments.id"))
+    street_code: Mapped[str]
+    period: Mapped[date]
+    score: Mapped[float]
+    comment: Mapped[str | None]
+    rated_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    rated_at: Mapped[datetime] = mapped_column(server_default=NOW)
+
+
+class IncidentFollowup(Base):
+    """The follow-up (回访) result of a closed incident: responded, resolved, satisfaction."""
+
+    __tablename__ = "incident_followups"
+
+    incident_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("incidents.id"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=NOW)
+    responded: Mapped[bool]
+    resolved: Mapped[bool]
+    satisfaction: Mapped[str]
+    note: Mapped[str | None]
+    recorded_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+
+
+class RoadGraphState(Base):
+    """The road graph's version, bumped by every change to road_edges (one row)."""
+
+    __tablename__ = "road_graph_state"
+
+    one: Mapped[bool] = mapped_column(primary_key=True, server_default=TRUE)
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    changed_at: Mapped[datetime] = mapped_column(server_default=NOW)
 
 
 # -- joint zones, patrols ----------------------------------------------------------------
