@@ -18,6 +18,7 @@ from api.routers import (
     audit,
     auth,
     boundaries,
+    dispatch,
     event_classes,
     health,
     incidents,
@@ -25,7 +26,10 @@ from api.routers import (
     locate,
     open311,
     pages,
+    stats,
+    teams,
     users,
+    workflow,
 )
 from api.security import RateLimiter
 from api.settings import Settings
@@ -73,7 +77,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     for router in (health.router, auth.router, boundaries.router, locate.router,
                    incidents.router, users.router, audit.router, event_classes.router,
-                   joint_zones.router):
+                   joint_zones.router, teams.router, dispatch.router, workflow.router,
+                   stats.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(open311.router)
     app.include_router(pages.router)

@@ -14,6 +14,7 @@ from api.cli_demo import demo_app
 from api.cli_import import export, import_app
 from api.cli_open311 import open311_app
 from api.cli_users import users_app
+from api.cli_worker import worker_app
 from api.cli_zones import zones_app
 from gis.errors import GridOpsError
 
@@ -31,6 +32,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(zones_app, name="zones")
 app.add_typer(open311_app, name="open311")
+app.add_typer(worker_app, name="worker")
 err = Console(stderr=True)
 
 

@@ -52,6 +52,17 @@ class Settings(BaseSettings):
                                        "per worker process")
     photo_max_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="largest photo upload, in bytes")
+    position_stale_minutes: int = Field(
+        default=30, ge=1, description="a team position older than this is stale: the team is "
+                                      "not recommended")
+    dispatch_budget_s: int = Field(
+        default=1800, ge=60, le=4 * 3600, description="road travel-time budget of a dispatch "
+                                                      "recommendation (seconds)")
+    escalation_interval_s: int = Field(
+        default=60, ge=5, description="how often `gridops worker run` sweeps for overdue cases")
+    reverse_rating_weight: float = Field(
+        default=0.3, ge=0, le=1, description="weight of street offices' ratings (reverse "
+                                             "evaluation) in a department's score")
     host: str = "127.0.0.1"
     port: int = 8000
 
