@@ -17,10 +17,11 @@ from api.cli_progress import step_bars
 from api.settings import Settings
 from gis.audit import Actor
 from gis.database import engine_for
-from gis.errors import ImportRejected
+from gis.errors import GridOpsError, ImportRejected
 from gis.import_incidents import ImportResult, import_incidents
 from gis.import_read import parse_instant
 from gis.importers import ImportOptions, ImportReport, Kind, export_layer, import_file
+from gis.osm_import import OsmImportResult, import_osm
 
 import_app = typer.Typer(
     help="Import GeoJSON, GeoPackage or Shapefile layers (validated; all or nothing), and "
@@ -215,6 +216,43 @@ def _print_incidents(result: ImportResult) -> None:
         out.print(f"incident ids {result.incident_ids[0]}..{result.incident_ids[1]}")
     if result.rejects_path:
         out.print(f"rejected rows written to {escape(str(result.rejects_path))}")
+
+
+@import_app.command()
+def osm(
+    file: Annotated[Path, typer.Argument(
+        metavar="FILE.osm.pbf", help="OpenStreetMap extract (.osm.pbf; .osm and .osm.bz2 "
+                                     "also read)", show_default=False)],
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="replace the road graph already loaded (default: refuse)")] = False,
+    district_code: Annotated[str | None, typer.Option(
+        "--district-code", metavar="CODE", help="6-digit district code for roads outside "
+                                                "every loaded district (default: refuse "
+                                                "such roads)")] = None,
+) -> None:
+    """Road graph (road_nodes/road_edges) for dispatch ETAs from OpenStreetMap: drivable
+    highways split at junctions, speeds by class or maxspeed, one-way rules; all or nothing.
+    Data © OpenStreetMap contributors, ODbL."""
+    try:
+        with engine_for(Settings().live_db_url()) as engine, step_bars(out) as step:
+            with engine.begin() as conn:
+                result = import_osm(conn, file, replace=replace, district_code=district_code,
+                                    by=Actor(f"cli:{getpass.getuser()}"), progress=step)
+    except GridOpsError as exc:
+        out.print(f"[red]{escape(exc.message)}[/]")
+        raise typer.Exit(1) from exc
+    _print_osm(result)
+
+
+def _print_osm(result: OsmImportResult) -> None:
+    table = Table()
+    table.add_column("district")
+    table.add_column("edges", justify="right")
+    for code, count in result.districts.items():
+        table.add_row(code, str(count))
+    out.print(table)
+    out.print(f"[green]{escape(result.path.name)}: {result.summary()}[/]")
+    out.print("road data © OpenStreetMap contributors, ODbL")
 
 
 class ExportKind(StrEnum):
