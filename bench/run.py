@@ -1,6 +1,7 @@
-"""`python -m bench.run --db URL`: the intake and bulk-placement benchmarks on one database
-(the city-scale demo: `gridops demo load --scale city`), printed as a table and recorded in
-docs/benchmarks.md (a block per machine and day, replaced when run again)."""
+"""`python -m bench.run --db URL`: the intake, bulk-placement and dispatch-recommendation
+benchmarks on one database (the city-scale demo: `gridops demo load --scale city`), printed
+as tables and recorded in docs/benchmarks.md (a block per machine and day, replaced when run
+again)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ from bench.bulk import Timing, bench_place_many, bench_postgis_join, bench_strtr
 from bench.intake import intake, libpq
 from bench.load import Latency
 from bench.machine import Machine, this_machine
+from bench.recommend import Timing as RecTiming
+from bench.recommend import bench_recommend
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 INTAKE_P99_MS = 20.0
 BULK_POINTS_PER_S = 300_000.0
+RECOMMEND_P95_MS = 30.0
+RECOMMEND_SPEEDUP = 5.0
 out = Console(highlight=False, width=220)
 
 
@@ -33,10 +38,12 @@ def _dataset(dsn: str) -> str:
                    (SELECT count(*) FROM grids), (SELECT count(*) FROM grid_parts),
                    (SELECT count(*) FROM buildings), (SELECT count(*) FROM streets),
                    (SELECT count(*) FROM joint_zones), (SELECT count(*) FROM incidents),
+                   (SELECT count(*) FROM road_edges), (SELECT count(*) FROM teams),
                    version(), postgis_lib_version()""")
-        d, g, gp, b, s, z, i, pg, postgis = cur.fetchone()
+        d, g, gp, b, s, z, i, e, t, pg, postgis = cur.fetchone()
     return (f"{d} districts, {g:,} grids ({gp:,} parts), {b:,} buildings, {s:,} 街巷, "
-            f"{z:,} joint zones, {i:,} incidents; {pg.split(',')[0]}, PostGIS {postgis}")
+            f"{z:,} joint zones, {i:,} incidents, {e:,} road edges, {t:,} teams; "
+            f"{pg.split(',')[0]}, PostGIS {postgis}")
 
 
 def _latency_rows(results: dict[str, Latency], workers: int) -> list[list[str]]:
@@ -95,6 +102,25 @@ def _bulk_rows(results: dict[str, Timing]) -> list[list[str]]:
     return rows
 
 
+RECOMMEND_HEAD = ["recommendation (top 5)", "incidents", "p50 ms", "p95 ms", "max ms", "note",
+                  "target"]
+
+
+def _recommend_rows(results: list[RecTiming]) -> list[list[str]]:
+    rows = []
+    for k, t in enumerate(results):
+        target = ""
+        if k == 0:
+            met = t.p95 <= RECOMMEND_P95_MS
+            speedup = results[1].p95 / t.p95 if len(results) > 1 else 0.0
+            target = (f"p95 ≤ {RECOMMEND_P95_MS:g} ms: {'met' if met else 'NOT met'}; "
+                      f"≥ {RECOMMEND_SPEEDUP:g}× the baseline: "
+                      f"{'met' if speedup >= RECOMMEND_SPEEDUP else 'NOT met'}")
+        rows.append([t.name, f"{t.runs:,}", f"{t.p50:.1f}", f"{t.p95:.1f}", f"{t.max:.0f}",
+                     t.note, target])
+    return rows
+
+
 def _ratios(intake_results: dict[str, Latency], bulk: dict[str, Timing]) -> list[str]:
     lines = []
     if "http" in intake_results and "sql" in intake_results:
@@ -128,11 +154,11 @@ def _markdown(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def record(machine: Machine, db: str, dataset: str, settings: str, intake_rows: list[list[str]],
-           bulk_rows: list[list[str]], ratios: list[str], label: str = "",
+def record(machine: Machine, db: str, dataset: str, settings: str,
+           tables: list[tuple[list[str], list[list[str]]]], ratios: list[str], label: str = "",
            path: Path = DOCS) -> None:
     """Write this run's block into docs/benchmarks.md (replacing today's block for this
-    machine and label, else appended at the end)."""
+    machine and label, else appended at the end); `tables` are (header, rows) pairs."""
     key = f"{machine.when:%Y-%m-%d} {machine.host}" + (f" {label}" if label else "")
     block = "\n".join([
         f"<!-- run: {key} -->",
@@ -143,8 +169,7 @@ def record(machine: Machine, db: str, dataset: str, settings: str, intake_rows: 
         f"- database: `{db}` — {dataset}",
         f"- settings: {settings}",
         "",
-        *([_markdown(LATENCY_HEAD, intake_rows), ""] if intake_rows else []),
-        *([_markdown(BULK_HEAD, bulk_rows), ""] if bulk_rows else []),
+        *[part for head, rows in tables if rows for part in (_markdown(head, rows), "")],
         *[f"- {line}" for line in ratios],
         f"<!-- /run: {key} -->",
     ])
@@ -161,7 +186,12 @@ def record(machine: Machine, db: str, dataset: str, settings: str, intake_rows: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--db", required=True, help="database URL of the city-scale dataset")
-    parser.add_argument("--only", choices=("intake", "bulk"), help="run one benchmark only")
+    parser.add_argument("--only", choices=("intake", "bulk", "recommend"),
+                        help="run one benchmark only")
+    parser.add_argument("--incidents", type=int, default=200,
+                        help="incidents the recommendation benchmark ranks teams for")
+    parser.add_argument("--budget", type=float, default=1800.0,
+                        help="road travel-time budget of a recommendation (s)")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="gridops serve --workers")
     parser.add_argument("--port", type=int, default=8765)
@@ -197,21 +227,27 @@ def main(argv: list[str] | None = None) -> int:
                                     port=args.port, seconds=args.seconds, warmup=args.warmup,
                                     username=args.user, password=args.password,
                                     log=Path(tmp) / "serve.log", say=out.print)
-    intake_rows = _latency_rows(intake_results, args.workers)
-    bulk_rows = _bulk_rows(bulk)
-    ratios = _ratios(intake_results, bulk)
-    if intake_rows:
-        out.print(_table("intake", LATENCY_HEAD, intake_rows))
-    if bulk_rows:
-        out.print(_table("bulk placement", BULK_HEAD, bulk_rows))
+    recommend_rows: list[list[str]] = []
+    recommend_lines: list[str] = []
+    if args.only in (None, "recommend"):
+        timings, recommend_lines = bench_recommend(db_url, args.incidents, args.budget,
+                                                   stale_minutes=30, say=out.print)
+        recommend_rows = _recommend_rows(timings)
+    tables = [(LATENCY_HEAD, _latency_rows(intake_results, args.workers)),
+              (BULK_HEAD, _bulk_rows(bulk)), (RECOMMEND_HEAD, recommend_rows)]
+    ratios = _ratios(intake_results, bulk) + recommend_lines
+    for head, rows in tables:
+        if rows:
+            out.print(_table(head[0], head, rows))
     for line in ratios:
         out.print(line)
     if not args.no_record:
         settings = (f"{args.clients} clients, {args.seconds:g} s measured after "
                     f"{args.warmup:g} s warm-up per row; {args.points:,} points "
-                    "(the stored incident history, at their report times)")
+                    "(the stored incident history, at their report times); recommendation: "
+                    f"{args.incidents} incidents, budget {args.budget:g} s")
         record(machine, url.render_as_string(hide_password=True), dataset, settings,
-               intake_rows, bulk_rows, ratios, args.label)
+               tables, ratios, args.label)
         out.print(f"recorded in {DOCS}")
     return 0
 

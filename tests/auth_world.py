@@ -32,6 +32,8 @@ class World:
     other_department_id: int = 0
     person_id: int = 0
     street_id: int = 0
+    team_id: int = 0
+    dispatch_id: int = 0
 
 
 def _incident(conn: Connection, key: str, district: str, street: str | None, *,
@@ -69,7 +71,7 @@ def build_world(engine: Engine) -> World:
               ('XC-CG', '西城区城管执法局', 'chengguan', 'core', '110102'),
               ('FT-CG', '丰台区城管执法局', 'chengguan', 'core', '110106')
             RETURNING id""")).all()
-        team_id = conn.scalar(text(
+        world.team_id = team_id = conn.scalar(text(
             "INSERT INTO teams (code, name, department_id, home_code) "
             "VALUES ('XC-CG-1', '西城城管一队', :d, '110102') RETURNING id"),
             {"d": world.department_id})
@@ -94,9 +96,9 @@ def build_world(engine: Engine) -> World:
             {"jurisdictions": [
               {"level": "district", "code": "110102", "name": "西城区", "share": 0.33},
               {"level": "district", "code": "110106", "name": "丰台区", "share": 0.67}]}""")
-        conn.execute(text("INSERT INTO dispatches (incident_id, team_id, district_code) "
-                          "VALUES (:i, :t, '110102')"),
-                     {"i": inc["xicheng"], "t": team_id})
+        world.dispatch_id = int(conn.scalar(text(
+            "INSERT INTO dispatches (incident_id, team_id, district_code) "
+            "VALUES (:i, :t, '110102') RETURNING id"), {"i": inc["xicheng"], "t": team_id}))
         by = Actor("test")
         for username, roles, scope, extra in (
                 ("admin", ["admin"], [], {}),
