@@ -26,6 +26,9 @@ PUBLIC = "public"  # no sign-in (rate-limited where it is an API endpoint)
 PAGE = "page"  # any signed-in role; anonymous browsers are sent to /login
 KEY = "api key"  # an Open311 client's api_key, not a user: 403 for anyone without one
 Rule = frozenset[str] | str
+COMMAND = frozenset({"admin", "operator"})  # the command center
+TEAM_SIDE = frozenset({"admin", "operator", "dispatcher"})  # + the department's dispatcher
+NOT_CHIEF = ALL - {"street_chief"}
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): PAGE,
@@ -55,6 +58,33 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/users"): frozenset({"admin"}),
     ("POST", "/api/v1/users/{username}/disable"): frozenset({"admin"}),
     ("GET", "/api/v1/audit"): frozenset({"admin"}),
+    # teams: street chiefs have no business with them; rows and ids scoped (test_teams.py)
+    ("GET", "/api/v1/departments"): NOT_CHIEF,
+    ("GET", "/api/v1/teams"): NOT_CHIEF,
+    ("GET", "/api/v1/teams/{team_id}"): NOT_CHIEF,
+    ("PATCH", "/api/v1/teams/{team_id}"): frozenset({"admin"}),
+    ("POST", "/api/v1/teams/{team_id}/status"): TEAM_SIDE,
+    ("POST", "/api/v1/teams/{team_id}/positions"): TEAM_SIDE,
+    ("GET", "/api/v1/teams/{team_id}/positions"): NOT_CHIEF,
+    # dispatch and the case workflow (the domain narrows dispatchers to their own tasks)
+    ("GET", "/api/v1/incidents/{incident_id}/recommendations"): COMMAND,
+    ("POST", "/api/v1/incidents/{incident_id}/dispatches"): COMMAND,
+    ("GET", "/api/v1/incidents/{incident_id}/dispatches"): ALL,
+    ("POST", "/api/v1/dispatches/{dispatch_id}/status"): TEAM_SIDE,
+    ("POST", "/api/v1/incidents/{incident_id}/whistles"): COMMAND,
+    ("GET", "/api/v1/incidents/{incident_id}/whistles"): ALL,
+    ("POST", "/api/v1/incidents/{incident_id}/transitions"): TEAM_SIDE,
+    ("GET", "/api/v1/incidents/{incident_id}/transitions"): ALL,
+    ("GET", "/api/v1/incidents/{incident_id}/events"): ALL,
+    ("POST", "/api/v1/incidents/{incident_id}/extensions"): TEAM_SIDE,
+    ("GET", "/api/v1/incidents/{incident_id}/extensions"): ALL,
+    ("POST", "/api/v1/extensions/{request_id}/decision"): COMMAND,
+    ("POST", "/api/v1/incidents/{incident_id}/supervise"): COMMAND,
+    # evaluation
+    ("GET", "/api/v1/stats"): frozenset({"admin", "operator", "planner", "viewer"}),
+    ("POST", "/api/v1/departments/{department_id}/ratings"): COMMAND,
+    ("GET", "/api/v1/departments/{department_id}/ratings"): NOT_CHIEF,
+    ("POST", "/api/v1/incidents/{incident_id}/followup"): COMMAND,
     **{("GET", f"/open311/v2/{path}.{fmt}"): PUBLIC
        for path in ("discovery", "services", "services/{service_code}", "requests",
                     "requests/{service_request_id}")
@@ -115,7 +145,8 @@ def _request(client: TestClient, world: World, method: str, path: str,
              headers: dict[str, str]) -> int:
     url = path.format(code="110102", incident_id=world.incidents["xicheng"], username="spare",
                       service_code="event-0101", service_request_id=world.incidents["xicheng"],
-                      photo_id=1)
+                      photo_id=1, team_id=world.team_id, dispatch_id=world.dispatch_id,
+                      request_id=1, department_id=world.department_id)
     response = client.request(method, url, headers=headers, follow_redirects=False)
     assert response.status_code < 500, f"{method} {url}: {response.text}"
     return response.status_code
