@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
 
@@ -64,6 +66,12 @@ async def get_templates(request: Request) -> Jinja2Templates:
     return templates
 
 
+def json_response(content: Any, status_code: int = 200) -> JSONResponse:
+    """`content` (dicts, lists, datetimes, decimals …) as a JSON response."""
+    return JSONResponse(jsonable_encoder(content), status_code=status_code)
+
+
+IncidentId = Annotated[int, Path(ge=1, description="incident id")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ConnDep = Annotated[Connection, Depends(get_conn)]

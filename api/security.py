@@ -121,6 +121,9 @@ IncidentReporter = Annotated[Principal, Depends(require_role(
     "admin", "operator", "street_chief"))]
 IncidentReader = Annotated[Principal, Depends(require_role(
     "admin", "operator", "dispatcher", "street_chief", "planner", "viewer"))]
+Commander = Annotated[Principal, Depends(require_role("admin", "operator"))]  # command center
+CaseWorker = Annotated[Principal, Depends(require_role(  # + departments, on their own tasks
+    "admin", "operator", "dispatcher"))]
 
 
 def actor_of(request: Request, user: Principal | None = None) -> Actor:

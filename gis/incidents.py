@@ -17,14 +17,13 @@ from gis.scope import incident_visible, may_see_contacts
 Status = Literal["pending", "registered", "void", "dispatched", "handling", "feedback",
                  "verifying", "closed", "ledger"]
 
-# The deadline of the stage the case is in (NULL once it has ended): overdue when past.
-CURRENT_DEADLINE = """(CASE i.status
-    WHEN 'pending' THEN i.deadlines ->> 'accept'
-    WHEN 'registered' THEN i.deadlines ->> 'dispatch'
-    WHEN 'dispatched' THEN i.deadlines ->> 'handle'
-    WHEN 'handling' THEN i.deadlines ->> 'handle'
-    WHEN 'feedback' THEN i.deadlines ->> 'verify'
-    WHEN 'verifying' THEN i.deadlines ->> 'verify' END)::timestamptz"""
+# The stage a case is in (NULL once it has ended), and that stage's deadline: overdue when
+# past. gis.workflow builds its deadline SQL (near-overdue, escalation) on the same stage.
+CURRENT_STAGE = """(CASE i.status
+    WHEN 'pending' THEN 'accept' WHEN 'registered' THEN 'dispatch'
+    WHEN 'dispatched' THEN 'handle' WHEN 'handling' THEN 'handle'
+    WHEN 'feedback' THEN 'verify' WHEN 'verifying' THEN 'verify' END)"""
+CURRENT_DEADLINE = f"(i.deadlines ->> {CURRENT_STAGE})::timestamptz"
 
 # One Feature per incident; reporter contacts only for those who act on the case.
 _FEATURE = f"""

@@ -668,6 +668,18 @@ class IncidentFollowup(Base):
     recorded_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
 
 
+class LiveEvent(Base):
+    """A change notification kept for replay by the live feed (Last-Event-ID)."""
+
+    __tablename__ = "live_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=NOW)
+    type: Mapped[str]
+    codes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=NO_TEXTS)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=EMPTY_OBJECT)
+
+
 class RoadGraphState(Base):
     """The road graph's version, bumped by every change to road_edges (one row)."""
 

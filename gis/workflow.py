@@ -30,6 +30,7 @@ from gis import audit, catalog, dispatch
 from gis.audit import Actor
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gis.incidents import CURRENT_DEADLINE, CURRENT_STAGE
 from gis.intake import NOTIFY_CHANNEL
 from gis.scope import incident_visible
 from gis.workcalendar import UNITS, WorkCalendar
@@ -119,10 +120,7 @@ class DeadlineSql:
 def deadline_sql(seconds_per_day: int, at: str = "now()") -> DeadlineSql:
     """The current stage, its deadline and limit, overdue and near overdue as SQL for lists
     and filters; `at` is the instant compared with (an SQL expression, default now())."""
-    stage = ("(CASE i.status WHEN 'pending' THEN 'accept' WHEN 'registered' THEN 'dispatch' "
-             "WHEN 'dispatched' THEN 'handle' WHEN 'handling' THEN 'handle' "
-             "WHEN 'feedback' THEN 'verify' WHEN 'verifying' THEN 'verify' END)")
-    due = f"(i.deadlines ->> {stage})::timestamptz"
+    stage, due = CURRENT_STAGE, CURRENT_DEADLINE
     day = int(seconds_per_day)
     limit = (
         f"(SELECT (c.time_limits -> {stage} ->> 'value')::float8 * "  # noqa: S608

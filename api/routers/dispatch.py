@@ -4,28 +4,19 @@ whistles (吹哨报到)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import ConnDep, SettingsDep
-from api.security import IncidentReader, actor_of, require_role
+from api.deps import ConnDep, IncidentId, SettingsDep, json_response
+from api.security import CaseWorker, Commander, IncidentReader, actor_of
 from gis import dispatch, recommend
-from gis.auth import Principal
 
 router = APIRouter(tags=["dispatch"])
 
-Commander = Annotated[Principal, Depends(require_role("admin", "operator"))]
-TeamSide = Annotated[Principal, Depends(require_role("admin", "operator", "dispatcher"))]
-IncidentId = Annotated[int, Path(ge=1, description="incident id")]
 DispatchId = Annotated[int, Path(ge=1, description="dispatch id")]
-
-
-def _json(content: Any, code: int = status.HTTP_200_OK) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(content), status_code=code)
 
 
 @router.get("/incidents/{incident_id}/recommendations",
@@ -37,7 +28,7 @@ def recommendations(conn: ConnDep, user: Commander, settings: SettingsDep,
     """Available teams with a fresh position whose capability matches the class's
     responsible departments, ranked by road travel time within the dispatch budget; one
     list per jurisdiction for a joint (联合哨) case; shortfalls say why a list is short."""
-    return _json(recommend.recommend(
+    return json_response(recommend.recommend(
         conn, user, incident_id, limit=limit, budget_s=settings.dispatch_budget_s,
         stale_after=timedelta(minutes=settings.position_stale_minutes)))
 
@@ -60,7 +51,7 @@ def create_dispatches(request: Request, conn: ConnDep, user: Commander,
     made = dispatch.dispatch(conn, incident_id, dispatch.Order(
         body.team_ids, body.whistle_id, body.override_reason), actor_of(request, user), user)
     conn.commit()
-    return _json({"incident_id": incident_id, "dispatches": made}, status.HTTP_201_CREATED)
+    return json_response({"incident_id": incident_id, "dispatches": made}, status.HTTP_201_CREATED)
 
 
 @router.get("/incidents/{incident_id}/dispatches", summary="An incident's dispatches")
@@ -68,7 +59,7 @@ def incident_dispatches(conn: ConnDep, user: IncidentReader,
                         incident_id: IncidentId) -> JSONResponse:
     """Teams sent, each step's time, ETA at dispatch, arrival time (报到) against the
     required time, and the steps it may take next."""
-    return _json(dispatch.list_dispatches(conn, user, incident_id))
+    return json_response(dispatch.list_dispatches(conn, user, incident_id))
 
 
 class Step(BaseModel):
@@ -78,14 +69,14 @@ class Step(BaseModel):
 
 
 @router.post("/dispatches/{dispatch_id}/status", summary="Move a dispatch one step (报到 …)")
-def dispatch_step(request: Request, conn: ConnDep, user: TeamSide, dispatch_id: DispatchId,
+def dispatch_step(request: Request, conn: ConnDep, user: CaseWorker, dispatch_id: DispatchId,
                   body: Step) -> JSONResponse:
     """The team's department: accepted, en route, on scene (报到), done, declined;
     operators may also cancel. The team is freed when the dispatch ends."""
     moved = dispatch.step(conn, dispatch_id, body.status, actor_of(request, user), user,
                           reason=body.reason, out_of_remit=body.out_of_remit)
     conn.commit()
-    return _json(moved)
+    return json_response(moved)
 
 
 class Whistle(BaseModel):
@@ -106,11 +97,11 @@ def blow_whistle(request: Request, conn: ConnDep, user: Commander, incident_id: 
         body.kind, body.department_ids, body.team_ids, body.required_arrival_s, body.note),
         actor_of(request, user), user)
     conn.commit()
-    return _json(blown, status.HTTP_201_CREATED)
+    return json_response(blown, status.HTTP_201_CREATED)
 
 
 @router.get("/incidents/{incident_id}/whistles", summary="Whistles blown on an incident")
 def incident_whistles(conn: ConnDep, user: IncidentReader,
                       incident_id: IncidentId) -> JSONResponse:
     """Each whistle with its kind, required arrival and the departments summoned."""
-    return _json(dispatch.list_whistles(conn, user, incident_id))
+    return json_response(dispatch.list_whistles(conn, user, incident_id))

@@ -10,7 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import ConnDep, SettingsDep
+from api.deps import ConnDep, IncidentId, SettingsDep
 from api.routers.boundaries import AtQuery, BBoxQuery, GeoJSONResponse, LimitQuery, collection
 from api.security import IncidentReader, IncidentReporter, actor_of
 from gis import features, incidents, intake, photos, placement
@@ -135,7 +135,6 @@ def create_incident(
                         headers={"Location": f"/api/v1/incidents/{result.incident_id}"})
 
 
-IncidentId = Annotated[int, Path(ge=1, description="incident id")]
 
 
 @router.post("/incidents/{incident_id}/photos", status_code=status.HTTP_201_CREATED,

@@ -13,8 +13,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import ConnDep, SettingsDep
-from api.security import actor_of, require_role
+from api.deps import ConnDep, IncidentId, SettingsDep
+from api.security import Commander, actor_of, require_role
 from gis import features, stats
 from gis.auth import Principal
 from gis.errors import InvalidInput
@@ -26,9 +26,7 @@ StatsReader = Annotated[Principal, Depends(require_role("admin", "operator", "pl
                                                         "viewer"))]
 RatingReader = Annotated[Principal, Depends(require_role("admin", "operator", "planner",
                                                           "viewer", "dispatcher"))]
-CaseOperator = Annotated[Principal, Depends(require_role("admin", "operator"))]
 DepartmentId = Annotated[int, Path(ge=1, description="department id")]
-IncidentId = Annotated[int, Path(ge=1, description="incident id")]
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 
 
@@ -113,7 +111,7 @@ class Rating(BaseModel):
              summary="Rate a department for a month (street offices' reverse evaluation)",
              responses={200: {"description": "replaced the street's earlier rating of "
                                              "that month"}})
-def rate_department(request: Request, response: Response, conn: ConnDep, user: CaseOperator,
+def rate_department(request: Request, response: Response, conn: ConnDep, user: Commander,
                     department_id: DepartmentId, body: RatingIn) -> Rating:
     """One rating per (department, street, month); admins, or operators whose scope holds
     the street or its district. Rating again replaces the earlier one (200)."""
@@ -166,7 +164,7 @@ class Followup(BaseModel):
              responses={200: {"description": "replaced the earlier follow-up"},
                         404: {"description": "no such incident, or not in your scope"},
                         409: {"description": "the incident is not closed"}})
-def record_followup(request: Request, response: Response, conn: ConnDep, user: CaseOperator,
+def record_followup(request: Request, response: Response, conn: ConnDep, user: Commander,
                     incident_id: IncidentId, body: FollowupIn) -> Followup:
     """Responded, resolved and satisfaction of a closed case in your scope (feeds 响应率,
     解决率, 满意率); recording again replaces the earlier result (200)."""

@@ -29,7 +29,7 @@ from api.routers.boundaries import (
     LimitQuery,
     collection,
 )
-from api.security import AdminUser, actor_of, require_role
+from api.security import AdminUser, CaseWorker, actor_of, require_role
 from api.settings import Settings
 from gis import features, teams
 from gis.auth import Principal
@@ -39,7 +39,6 @@ router = APIRouter(tags=["teams"], default_response_class=GeoJSONResponse)
 
 TeamReader = Annotated[Principal, Depends(require_role(
     "admin", "operator", "dispatcher", "planner", "viewer"))]
-TeamWriter = Annotated[Principal, Depends(require_role("admin", "operator", "dispatcher"))]
 TeamId = Annotated[int, Path(ge=1, description="team id")]
 
 
@@ -160,7 +159,7 @@ class StatusChange(BaseModel):
 @router.post("/teams/{team_id}/status", summary="Set a team's status by hand",
              responses={404: {"description": "no such team, or not in your scope"},
                         409: {"description": "the team holds an active dispatch"}})
-def set_status(request: Request, conn: ConnDep, settings: SettingsDep, user: TeamWriter,
+def set_status(request: Request, conn: ConnDep, settings: SettingsDep, user: CaseWorker,
                team_id: TeamId, body: StatusChange) -> GeoJSONResponse:
     """available, off duty or out of service; returns the team."""
     teams.set_status(conn, team_id, body.status, actor_of(request, user), user, body.reason)
@@ -206,7 +205,7 @@ def _bad_fixes(exc: InvalidFixes) -> JSONResponse:
                         404: {"description": "no such team, or not in your scope"},
                         422: {"description": "bad fixes, each listed with index, field and "
                                              "reason; nothing stored"}})
-def add_positions(request: Request, conn: ConnDep, settings: SettingsDep, user: TeamWriter,
+def add_positions(request: Request, conn: ConnDep, settings: SettingsDep, user: CaseWorker,
                   team_id: TeamId, body: FixBatch) -> JSONResponse:
     """Store fixes in the team's history and move the team to the newest one. Re-sent
     fixes (same time) are counted as duplicates; older fixes never move it back."""

@@ -3,27 +3,18 @@ case timeline, the actions allowed now, extensions (延期) and supervision (督
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, status
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import ConnDep
-from api.security import IncidentReader, actor_of, require_role
+from api.deps import ConnDep, IncidentId, json_response
+from api.security import CaseWorker, Commander, IncidentReader, actor_of
 from gis import incidents, workflow
-from gis.auth import Principal
 
 router = APIRouter(tags=["workflow"], default_response_class=JSONResponse)
 
-CaseWorker = Annotated[Principal, Depends(require_role("admin", "operator", "dispatcher"))]
-Commander = Annotated[Principal, Depends(require_role("admin", "operator"))]
-IncidentId = Annotated[int, Path(ge=1, description="incident id")]
-
-
-def _json(content: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(content), status_code=status_code)
 
 
 class TransitionOrder(BaseModel):
@@ -52,7 +43,7 @@ def take_transition(request: Request, conn: ConnDep, user: CaseWorker,
     event = workflow.transition(conn, incident_id, body.action, actor_of(request, user), user,
                                 reason=body.reason, data=data)
     conn.commit()
-    return _json({"incident": incidents.get_incident(conn, user, incident_id),
+    return json_response({"incident": incidents.get_incident(conn, user, incident_id),
                   "event": event})
 
 
@@ -61,14 +52,14 @@ def allowed_transitions(conn: ConnDep, user: IncidentReader,
                         incident_id: IncidentId) -> JSONResponse:
     """The actions allowed now for you (the command card's buttons), and the deadline state
     of the case's current stage (due_at, overdue, near_overdue)."""
-    return _json(workflow.allowed_actions(conn, incident_id, user))
+    return json_response(workflow.allowed_actions(conn, incident_id, user))
 
 
 @router.get("/incidents/{incident_id}/events", summary="The case timeline")
 def case_timeline(conn: ConnDep, user: IncidentReader, incident_id: IncidentId) -> JSONResponse:
     """Case events (with actor usernames) and the steps of the case's dispatches (with team
     names), oldest first."""
-    return _json({"incident_id": incident_id,
+    return json_response({"incident_id": incident_id,
                   "events": workflow.timeline(conn, incident_id, user)})
 
 
@@ -95,14 +86,14 @@ def ask_extension(request: Request, conn: ConnDep, user: CaseWorker, incident_id
                                       stage=body.stage, value=body.value, unit=body.unit,
                                       reason=body.reason)
     conn.commit()
-    return _json(made, status.HTTP_201_CREATED)
+    return json_response(made, status.HTTP_201_CREATED)
 
 
 @router.get("/incidents/{incident_id}/extensions", summary="A case's extension requests")
 def list_extensions(conn: ConnDep, user: IncidentReader,
                     incident_id: IncidentId) -> JSONResponse:
     """Every extension request of the case, newest first."""
-    return _json(workflow.list_extensions(conn, incident_id, user))
+    return json_response(workflow.list_extensions(conn, incident_id, user))
 
 
 class ExtensionDecision(BaseModel):
@@ -124,7 +115,7 @@ def decide_extension(request: Request, conn: ConnDep, user: Commander,
     decided = workflow.decide_extension(conn, request_id, actor_of(request, user), user,
                                         approve=body.approve, note=body.note)
     conn.commit()
-    return _json(decided)
+    return json_response(decided)
 
 
 class SuperviseOrder(BaseModel):
@@ -140,5 +131,5 @@ def supervise(request: Request, conn: ConnDep, user: Commander, incident_id: Inc
     event = workflow.supervise(conn, incident_id, actor_of(request, user), user,
                                reason=body.reason)
     conn.commit()
-    return _json({"incident": incidents.get_incident(conn, user, incident_id),
+    return json_response({"incident": incidents.get_incident(conn, user, incident_id),
                   "event": event})
