@@ -18,16 +18,20 @@ from api.routers import (
     audit,
     auth,
     boundaries,
+    dashboard,
     dispatch,
     event_classes,
+    events,
     health,
     incidents,
     joint_zones,
     locate,
+    ogc,
     open311,
     pages,
     stats,
     teams,
+    tiles,
     users,
     workflow,
 )
@@ -78,9 +82,11 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health.router, auth.router, boundaries.router, locate.router,
                    incidents.router, users.router, audit.router, event_classes.router,
                    joint_zones.router, teams.router, dispatch.router, workflow.router,
-                   stats.router):
+                   stats.router, events.router, dashboard.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(open311.router)
+    app.include_router(tiles.router, prefix="/tiles")
+    app.include_router(ogc.router, prefix="/ogc")
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     if pages.maplibre_installed():

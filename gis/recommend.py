@@ -202,3 +202,38 @@ def recommend(conn: Connection, reader: Principal, incident_id: int, *, limit: i
                       "name": incident["event_name"]},
             "capabilities": need.capabilities, "budget_s": budget_s,
             "stale_after_s": stale_after.total_seconds(), "groups": groups}
+
+
+_TEAM_AND_CASE = """
+    SELECT ST_X(i.geom) AS to_lon, ST_Y(i.geom) AS to_lat,
+           ST_X(t.position) AS from_lon, ST_Y(t.position) AS from_lat, t.name
+    FROM incidents i, teams t
+    WHERE i.id = :incident_id AND t.id = :team_id AND ({visible})
+"""
+
+
+def route(conn: Connection, reader: Principal, incident_id: int, team_id: int, *,
+          budget_s: float) -> dict[str, Any]:
+    """The fastest road path from a team to an incident as a GeoJSON Feature (LineString,
+    with `eta_s` and `road_m`), for drawing on the map; NotFound when either is unknown or
+    out of scope, or the team has no position or no road path within the budget."""
+    visible, params = incident_visible(reader)
+    row = conn.execute(text(_TEAM_AND_CASE.format(visible=visible)), {
+        **params, "incident_id": incident_id, "team_id": team_id}).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"no incident {incident_id} (or not in your scope), or no team "
+                       f"{team_id}", field="team_id")
+    if row["from_lon"] is None:
+        raise NotFound(f"team {team_id} ({row['name']}) has no position", field="team_id")
+    graph = roadgraph.graph_for(conn)
+    coords = graph.route(row["from_lon"], row["from_lat"], row["to_lon"], row["to_lat"],
+                         budget_s=budget_s)
+    if coords is None:
+        raise NotFound(f"no road path from team {team_id} within {_minutes(budget_s)} min",
+                       field="team_id")
+    etas = graph.etas_to(row["to_lon"], row["to_lat"], [row["from_lon"]], [row["from_lat"]],
+                         budget_s=budget_s)
+    return {"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},
+            "properties": {"incident_id": incident_id, "team_id": team_id,
+                           "eta_s": round(float(etas.eta_s[0]), 1),
+                           "road_m": round(float(etas.road_m[0]), 1)}}

@@ -68,6 +68,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/teams/{team_id}/positions"): NOT_CHIEF,
     # dispatch and the case workflow (the domain narrows dispatchers to their own tasks)
     ("GET", "/api/v1/incidents/{incident_id}/recommendations"): COMMAND,
+    ("GET", "/api/v1/incidents/{incident_id}/route"): COMMAND,
     ("POST", "/api/v1/incidents/{incident_id}/dispatches"): COMMAND,
     ("GET", "/api/v1/incidents/{incident_id}/dispatches"): ALL,
     ("POST", "/api/v1/dispatches/{dispatch_id}/status"): TEAM_SIDE,

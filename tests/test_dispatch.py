@@ -344,3 +344,21 @@ def test_a_joint_whistle_must_summon_both_sides(world: Dispatch, engine: Engine)
     bad_kind = world.client.post(url, json={"kind": "口哨", "department_ids": [1]},
                                  headers=headers)
     assert bad_kind.status_code == 422 and _field(bad_kind) == "kind"
+
+
+def test_the_route_of_a_recommended_team_follows_the_road(world: Dispatch) -> None:
+    incident = world.world.incidents["xicheng_street"]
+    headers = bearer(world.client, "op_city")
+    response = world.client.get(f"/api/v1/incidents/{incident}/route",
+                                params={"team_id": world.teams["north"]}, headers=headers)
+    assert response.status_code == 200, response.text
+    feature = response.json()
+    coords = feature["geometry"]["coordinates"]
+    # round by the west end: the path passes both western nodes before coming back east
+    assert [116.30, NORTH] in coords and [116.30, LAT] in coords
+    assert coords[0] == pytest.approx([116.35, NORTH - 0.0005])
+    assert coords[-1] == pytest.approx([116.35, LAT + 0.0001])
+    assert feature["properties"]["eta_s"] > 900
+    missing = world.client.get(f"/api/v1/incidents/{incident}/route",
+                               params={"team_id": 999999}, headers=headers)
+    assert missing.status_code == 404

@@ -33,6 +33,14 @@ def recommendations(conn: ConnDep, user: Commander, settings: SettingsDep,
         stale_after=timedelta(minutes=settings.position_stale_minutes)))
 
 
+@router.get("/incidents/{incident_id}/route", summary="A team's road path to an incident")
+def team_route(conn: ConnDep, user: Commander, settings: SettingsDep, incident_id: IncidentId,
+               team_id: Annotated[int, Query(ge=1, description="team id")]) -> JSONResponse:
+    """The fastest road path (GeoJSON LineString) with its ETA, to draw on the map."""
+    return json_response(recommend.route(conn, user, incident_id, team_id,
+                                         budget_s=settings.dispatch_budget_s))
+
+
 class DispatchOrder(BaseModel):
     team_ids: list[int] = Field(min_length=1, max_length=dispatch.MAX_TEAMS)
     whistle_id: int | None = Field(default=None, ge=1)

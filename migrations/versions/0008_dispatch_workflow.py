@@ -49,7 +49,7 @@ STATEMENTS = [
         CHECK ((escalation_level IS NULL) = (escalated_at IS NULL))
     """,
     # -- extension requests (延期), decided by an operator ----------------------------------
-    f"""
+    """
     CREATE TABLE extension_requests (
       id bigserial PRIMARY KEY,
       incident_id bigint NOT NULL REFERENCES incidents (id),
@@ -66,7 +66,7 @@ STATEMENTS = [
       decision_note text,
       old_deadline timestamptz,
       new_deadline timestamptz,
-      district_code text NOT NULL CHECK (district_code ~ '^[0-9]{{6}}$'),
+      district_code text NOT NULL CHECK (district_code ~ '^[0-9]{6}$'),
       CONSTRAINT extension_requests_decided CHECK (
         (status IN ('pending', 'withdrawn')) = (decided_at IS NULL))
     )
