@@ -54,7 +54,9 @@ db: deps
 # -- The two commands ----------------------------------------------------------------
 demo: db
 	$(GRIDOPS) demo load
-	$(GRIDOPS) serve
+	# demo teams drive around (fresh positions for the map and recommendations) while it serves
+	$(GRIDOPS) demo simulate --interval 15 > .gridops/simulate.log 2>&1 & sim=$$!; \
+	trap 'kill $$sim' EXIT INT TERM; $(GRIDOPS) serve
 
 lint: deps
 	$(BIN)/ruff check gis api tests migrations

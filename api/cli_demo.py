@@ -91,3 +91,28 @@ def info() -> None:
     for name, count in counts.items():
         table.add_row(name, f"{count:,}")
     out.print(table)
+
+
+@demo_app.command()
+def simulate(
+    interval: Annotated[float, typer.Option(
+        min=1.0, help="seconds between position reports")] = 15.0,
+    once: Annotated[bool, typer.Option("--once", help="one round of reports, then exit")] = False,
+) -> None:
+    """DEMO ONLY: drive the demo teams along the roads (towards their incident when
+    dispatched) and report their positions every INTERVAL seconds, until Ctrl-C."""
+    from gis.demo_sim import Simulator
+
+    simulator = Simulator()
+    with engine_for(Settings().live_db_url()) as engine:
+        try:
+            while True:
+                started = time.monotonic()
+                with engine.begin() as conn:
+                    moved = simulator.tick(conn, interval)
+                out.print(f"{datetime.now():%H:%M:%S} {moved} teams reported")
+                if once:
+                    return
+                time.sleep(max(interval - (time.monotonic() - started), 0.0))
+        except KeyboardInterrupt:
+            out.print("simulation stopped")
