@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from api.deps import open_engine
 from api.errors import install_error_handlers
+from api.live import Hub
 from api.middleware import RequestIdMiddleware
 from api.routers import (
     audit,
@@ -58,9 +59,20 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.engine = None
         if settings.env == "production":
             _refuse_demo_users(app.state.engine)
+        # The live-event hub (one LISTEN thread per process) retries on its own while
+        # the database is down.
+        engine = app.state.engine
+        app.state.hub = None if engine is None else Hub(
+            engine.url.render_as_string(hide_password=False))
+        if app.state.hub is not None:
+            # cached map tiles go stale as changes are committed, in any worker
+            app.state.hub.subscribe(tiles.tile_cache(app).invalidate)
+            app.state.hub.start()
         try:
             yield
         finally:
+            if app.state.hub is not None:
+                app.state.hub.stop()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
@@ -75,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = None
+    app.state.hub = None
     app.state.templates = Jinja2Templates(directory=pages.TEMPLATES_DIR)
     app.state.rate_limiter = RateLimiter()
     install_error_handlers(app)

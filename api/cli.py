@@ -56,6 +56,11 @@ def serve(
         port=port or settings.port,
         workers=workers,
         reload=reload,
+        # a busy machine can take longer than uvicorn's 5 s to answer a new worker's health
+        # check (the app imports the road graph and geometry stacks); open live-feed streams
+        # are closed by the app at shutdown, this bounds anything else still running
+        timeout_worker_healthcheck=30,
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -10,11 +10,10 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, RowMapping, text
 
-from gis import audit, roadgraph, workflow
+from gis import audit, events, roadgraph, workflow
 from gis.audit import Actor
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
-from gis.intake import NOTIFY_CHANNEL
 from gis.recommend import need_of
 from gis.scope import incident_visible
 
@@ -191,8 +190,8 @@ def dispatch(conn: Connection, incident_id: int, order: Order, by: Actor,
                  object_id=str(incident_id), district_code=case["district_code"],
                  after={"team_ids": ids, "dispatch_ids": [m["id"] for m in made],
                         "whistle_id": order.whistle_id, "override_reason": override})
-    _notify(conn, "dispatch.created", case, {"team_ids": ids,
-                                             "dispatch_ids": [m["id"] for m in made]})
+    _notify(conn, "dispatch.created", case, {"dispatch_ids": [m["id"] for m in made]},
+            team_ids=ids)
     return [{"dispatch_id": m["id"], "team_id": m["team_id"], "status": "dispatched",
              "eta_s": etas[ids.index(m["team_id"])]} for m in made]
 
@@ -214,14 +213,11 @@ def _etas(conn: Connection, case: RowMapping, teams: list[RowMapping]) -> list[i
     return [out[int(t["id"])] for t in teams]
 
 
-def _notify(conn: Connection, kind: str, case: RowMapping, extra: dict[str, Any]) -> None:
-    codes = {case["district_code"], *([case["street_code"]] if case["street_code"] else [])}
-    if case["is_joint"] and case["joint"]:
-        codes.update(j["code"] for j in case["joint"]["jurisdictions"])
-    conn.execute(text("SELECT pg_notify(:channel, :payload)"), {
-        "channel": NOTIFY_CHANNEL,
-        "payload": json.dumps({"type": kind, "incident_id": case["id"],
-                               "codes": sorted(codes), **extra})})
+def _notify(conn: Connection, kind: str, case: RowMapping, extra: dict[str, Any],
+            team_ids: list[int] | None = None) -> None:
+    """A live event about the case (and the teams sent): its codes, place, and the
+    departments with a task on it (gis/events.py)."""
+    events.emit_incident(conn, kind, int(case["id"]), team_ids=team_ids or [], **extra)
 
 
 # -- a dispatch's steps ---------------------------------------------------------------------
@@ -329,7 +325,8 @@ def step(conn: Connection, dispatch_id: int, to: str, by: Actor, reader: Princip
                  before={"status": row["status"]},
                  after={"status": to, "reason": reason, "out_of_remit": out_of_remit})
     _notify(conn, "dispatch.status", case, {"dispatch_id": dispatch_id,
-                                            "team_id": row["team_id"], "status": to})
+                                            "team_id": row["team_id"], "status": to},
+            team_ids=[int(row["team_id"])])
     return {"dispatch_id": dispatch_id, "team_id": row["team_id"], "from": row["status"],
             "status": to, "team_freed": bool(moved["freed"])}
 
@@ -435,7 +432,8 @@ def blow_whistle(conn: Connection, incident_id: int, order: WhistleOrder, by: Ac
                  object_id=str(incident_id), district_code=case["district_code"],
                  after={"whistle_id": whistle_id, "kind": kind,
                         "department_ids": list(departments), "team_ids": order.team_ids})
-    _notify(conn, "whistle.blown", case, {"whistle_id": whistle_id, "kind": kind})
+    _notify(conn, "whistle.blown", case, {"whistle_id": whistle_id, "kind": kind,
+                                          "summoned_department_ids": list(departments)})
     # teams sent under a whistle are the commander's explicit choice, capable or not
     sent = dispatch(conn, incident_id, Order(order.team_ids, whistle_id,
                                              f"summoned by {WHISTLE_KINDS[kind]}"), by, reader) \

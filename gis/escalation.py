@@ -9,38 +9,32 @@ has passed:
 - at district level it stays.
 One level per case per sweep. Each escalation updates incidents.escalation_level and
 escalated_at and writes a case event 'escalate' {level}, an audit row (actor "worker") and
-a notification "incident.escalated".
+a live event "incident.escalated". Each sweep also prunes live events older than 7 days
+(one bounded DELETE).
 
 Several workers may sweep at once: a sweep takes a transaction-level advisory lock and
 does nothing (returns []) when another sweep holds it."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, text
 
-from gis import catalog
+from gis import catalog, events
 from gis.audit import Actor
-from gis.intake import NOTIFY_CHANNEL
 from gis.workcalendar import NS_PER_S, WorkCalendar
 from gis.workflow import ENDED, deadline_sql, limit_seconds
 
 LEVELS = ("community", "street", "district")
 LOCK_KEY = 0x67726964_65736331  # "gridesc1": one sweep at a time, across processes
 WORKER = Actor("worker")
+LIVE_EVENTS_KEPT = timedelta(days=7)  # each sweep prunes older live events (gis/events.py)
 
 _ANY_OPEN = "i.status NOT IN (" + ", ".join(f"'{s}'" for s in ENDED) + ")"
-
-_CODES = """(SELECT coalesce(json_agg(c ORDER BY c), '[]'::json) FROM (
-    SELECT u.district_code AS c UNION SELECT u.street_code
-    UNION SELECT jj ->> 'code'
-    FROM jsonb_array_elements(coalesce(u.joint -> 'jurisdictions', '[]'::jsonb)) AS jj) x
-  WHERE c IS NOT NULL)"""
-
 
 def _candidates_sql(seconds_per_day: int) -> str:
     d = deadline_sql(seconds_per_day, ":now")
@@ -88,10 +82,11 @@ def _apply_sql(seconds_per_day: int) -> str:
           FROM u)
         SELECT u.id AS incident_id, u.from_level, u.to_level AS level, u.stage, u.due_at,
                u.status, u.district_code,
-               pg_notify(:channel, json_build_object(
-                 'type', 'incident.escalated', 'incident_id', u.id, 'level', u.to_level,
-                 'from_level', u.from_level, 'stage', u.stage, 'codes', {_CODES})::text)
-        FROM u ORDER BY u.id
+               gridops_emit('incident.escalated', {events.incident_codes_sql("i")},
+                 {events.incident_payload_sql("i")} || jsonb_build_object(
+                   'level', u.to_level, 'from_level', u.from_level, 'stage', u.stage))
+                 AS event_id
+        FROM u JOIN incidents i ON i.id = u.id ORDER BY u.id
     """  # noqa: S608 - constant fragments; values are bound
 
 
@@ -128,11 +123,11 @@ def sweep(conn: Connection, now: datetime | None = None) -> list[dict[str, Any]]
     todo = [(r.id, None, LEVELS[0]) for r in fresh]
     todo += [(r.id, r.escalation_level, LEVELS[LEVELS.index(r.escalation_level) + 1])
              for r, when in zip(waiting, due, strict=True) if int(when) <= now_ns]
+    events.prune(conn, LIVE_EVENTS_KEPT)  # the live feed's replay window (bounded batch)
     if not todo:
         return []
     todo.sort()
     done = conn.execute(text(_apply_sql(day)), {
         "ids": [t[0] for t in todo], "froms": [t[1] for t in todo],
-        "tos": [t[2] for t in todo], "now": at, "actor": WORKER.name,
-        "channel": NOTIFY_CHANNEL}).mappings().all()
-    return [{k: v for k, v in r.items() if k != "pg_notify"} for r in done]
+        "tos": [t[2] for t in todo], "now": at, "actor": WORKER.name}).mappings().all()
+    return [{k: v for k, v in r.items() if k != "event_id"} for r in done]

@@ -12,7 +12,6 @@ already loaded instead of duplicating them.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,12 +24,12 @@ import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from gis import audit, catalog
+from gis import audit, catalog, events
 from gis.audit import Actor
 from gis.copy import copy_rows
 from gis.crs import bd09_to_wgs84, gcj02_to_wgs84
 from gis.errors import InvalidInput
-from gis.intake import MAX_DESCRIPTION, NOTIFY_CHANNEL, TRUSTED_SOURCES
+from gis.intake import MAX_DESCRIPTION, TRUSTED_SOURCES
 from gis.placement import POINT_CRS
 from gis.placement_bulk import COLUMNS, PlacementIndex, place_many
 from gis.workcalendar import WorkCalendar
@@ -589,14 +588,16 @@ _INSERT = """
              chief_person_id, is_joint, joint, deadlines, :user_id
       FROM incident_import ORDER BY line
       ON CONFLICT (idempotency_key) DO NOTHING
-      RETURNING id, reported_at, status, source, district_code),
+      RETURNING id, reported_at, status, source, district_code, geom),
     events AS (
       INSERT INTO case_events (incident_id, at, actor_id, action, to_status, data,
                                district_code)
       SELECT id, reported_at, :user_id, 'report', status,
              jsonb_build_object('source', source, 'import', CAST(:file AS text)), district_code
       FROM added)
-    SELECT count(*), min(id), max(id), coalesce(array_agg(DISTINCT district_code), '{}')
+    SELECT count(*), min(id), max(id), coalesce(array_agg(DISTINCT district_code), '{}'),
+           ST_XMin(ST_Extent(geom)), ST_YMin(ST_Extent(geom)), ST_XMax(ST_Extent(geom)),
+           ST_YMax(ST_Extent(geom))
     FROM added
 """
 
@@ -612,15 +613,13 @@ def _store(conn: Connection, staged: pd.DataFrame, path: Path, by: Actor,
     for start in range(0, total, CHUNK):
         copy_rows(conn, "incident_import", staged.iloc[start:start + CHUNK])
         progress("COPY", min(start + CHUNK, total), total)
-    count, first, last, districts = conn.execute(text(_INSERT), {
+    count, first, last, districts, *box = conn.execute(text(_INSERT), {
         "user_id": by.user_id, "file": path.name}).one()
     conn.execute(text("DROP TABLE incident_import"))
     if count:
-        conn.execute(text("SELECT pg_notify(:channel, :payload)"), {
-            "channel": NOTIFY_CHANNEL,
-            "payload": json.dumps({"type": "incidents.imported", "count": int(count),
-                                   "first_id": int(first), "last_id": int(last),
-                                   "codes": sorted(districts)})})
+        events.emit(conn, "incidents.imported", districts, count=int(count),
+                    first_id=int(first), last_id=int(last), layers=["incidents"],
+                    bbox=events.bbox(*box))
     return int(count), total - int(count), (int(first), int(last)) if count else None
 
 

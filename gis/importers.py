@@ -16,10 +16,10 @@ from typing import Any, NoReturn
 
 import psycopg2
 import shapely
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from gis import import_load
+from gis import events, import_load
 from gis.crs import geometries_to_wgs84, parse_crs
 from gis.errors import DatabaseUnavailable, ImportRejected, InvalidInput
 from gis.export import export_layer
@@ -139,6 +139,8 @@ def import_file(engine: Engine, kind: Kind, path: Path, options: ImportOptions) 
                 "revised": report.revised, "source": options.source or path.name,
             })
             conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # deferred checks now
+            if report.loaded or report.revised:
+                _announce(conn, kind, report)
             if kind == "jurisdictions" and report.loaded:  # new boundaries: new joint zones
                 rebuild_joint_zones(conn)
             if options.dry_run:
@@ -152,6 +154,41 @@ def import_file(engine: Engine, kind: Kind, path: Path, options: ImportOptions) 
     except (DBAPIError, psycopg2.Error) as exc:  # COPY runs on the raw psycopg2 cursor
         _database_refused(report, exc, issues)
     return report
+
+
+# Tile layers by imported kind (jurisdictions: by level).
+_LAYERS = {"grids": ["grids"], "buildings": ["buildings"], "streets": ["lanes"]}
+_LEVEL_LAYERS = {"district": "districts", "street": "streets", "community": "communities"}
+# What the import touched: the staged features and the stored versions of their codes
+# (a revision may shrink a boundary), their districts and (jurisdictions) levels.
+_TOUCHED = """
+    WITH touched AS (
+      SELECT s.geom, s.code, s.district_code, s.level FROM import_staging s
+      {revised})
+    SELECT ST_XMin(ST_Extent(geom)), ST_YMin(ST_Extent(geom)), ST_XMax(ST_Extent(geom)),
+           ST_YMax(ST_Extent(geom)),
+           coalesce(array_agg(DISTINCT coalesce(district_code, left(code, 6)))
+                    FILTER (WHERE coalesce(district_code, code) IS NOT NULL), '{{}}'),
+           coalesce(array_agg(DISTINCT level) FILTER (WHERE level IS NOT NULL), '{{}}')
+    FROM touched
+"""
+_REVISED = {
+    "jurisdictions": "UNION ALL SELECT j.geom, j.code, NULL, j.level FROM jurisdictions j "
+                     "JOIN import_staging s ON s.code = j.code",
+    "grids": "UNION ALL SELECT g.geom, g.code, NULL, NULL FROM grids g "
+             "JOIN import_staging s ON s.code = g.code",
+}
+
+
+def _announce(conn: Connection, kind: Kind, report: ImportReport) -> None:
+    """A live event boundaries.changed (gis/events.py): the layers, districts and extent
+    the import changed (delivered on commit; never on a dry run, which rolls back)."""
+    sql = _TOUCHED.format(revised=_REVISED.get(kind, ""))
+    *box, codes, levels = conn.execute(text(sql)).one()
+    layers = ([_LEVEL_LAYERS[v] for v in sorted(levels) if v in _LEVEL_LAYERS]
+              if kind == "jurisdictions" else _LAYERS.get(kind, []))
+    events.emit(conn, "boundaries.changed", codes, kind=kind, layers=layers,
+                bbox=events.bbox(*box), loaded=report.loaded, revised=report.revised)
 
 
 def _ordered(issues: IssueList) -> list[Issue]:

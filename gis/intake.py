@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
-from gis import catalog
+from gis import catalog, events
 from gis.audit import Actor
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput
@@ -25,7 +25,7 @@ TRUSTED_SOURCES = frozenset({"grid_worker", "street_chief", "steward"})
 MAX_DESCRIPTION = 4000
 DUPLICATE_RADIUS_M = 50.0
 DUPLICATE_WINDOW = "24 hours"
-NOTIFY_CHANNEL = "gridops_events"
+NOTIFY_CHANNEL = events.CHANNEL  # kept for listeners (tests)
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def check_scope(reporter: Principal | None, placement: dict[str, Any]) -> None:
 # Everything intake reads, in one round trip: the database clock, the class, the catalog
 # version (its calendar is cached per process), an earlier report with the same key, the
 # placement at the report time, and the possible duplicates (open incidents of the same
-# class within 50 m reported in the 24 hours before).
+# class within 50 m reported in the 24 hours before; nearest first, then the latest).
 _CONTEXT = text(f"""
     WITH ask AS (SELECT coalesce(CAST(:at AS timestamptz), now()) AS at,
                         ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom)
@@ -89,7 +89,7 @@ _CONTEXT = text(f"""
            ST_Y(e.geom) AS earlier_lat,
            CASE WHEN e.id IS NULL AND c.id IS NOT NULL AND ask.at <= now()
                 THEN {PLACE_CALL.replace(":at", "ask.at")} END AS placement,
-           (SELECT coalesce(json_agg(d ORDER BY d.distance_m, d.id), '[]')
+           (SELECT coalesce(json_agg(d ORDER BY d.distance_m, d.reported_at DESC, d.id), '[]')
             FROM (SELECT o.id, o.status, o.reported_at,
                          round(ST_Distance(o.geom::geography, ask.geom::geography)::numeric, 1)
                            AS distance_m
@@ -99,15 +99,15 @@ _CONTEXT = text(f"""
                     AND ST_DWithin(o.geom::geography, ask.geom::geography, :radius)
                     AND o.reported_at BETWEEN ask.at - interval '{DUPLICATE_WINDOW}' AND ask.at
                     AND o.status NOT IN ('closed', 'void', 'ledger')
-                  ORDER BY distance_m, o.id LIMIT 10) d) AS duplicates
+                  ORDER BY distance_m, o.reported_at DESC, o.id LIMIT 10) d) AS duplicates
     FROM ask
     LEFT JOIN event_classes c ON c.kind = :kind AND c.code = :code AND c.active
     LEFT JOIN LATERAL (SELECT id, loaded_at FROM catalogs ORDER BY id DESC LIMIT 1) cat ON true
     LEFT JOIN incidents e ON e.idempotency_key = :key
 """)  # noqa: S608 - constant fragments; values are bound
 
-# The incident, its first case event, its audit row and its change notification (delivered
-# on commit) in one statement; no row when a concurrent request with the same key won.
+# The incident, its first case event, its audit row and its live event (gridops_emit;
+# notified on commit) in one statement; no row when a concurrent request with the same key won.
 _STORE = text("""
     WITH inc AS (
         INSERT INTO incidents (idempotency_key, source, event_class_id, description, address,
@@ -129,9 +129,11 @@ _STORE = text("""
                                request_id, district_code)
         SELECT :user_id, :actor, 'incident.create', 'incident', CAST(id AS text),
                CAST(:audit_after AS jsonb), :request_id, :district FROM inc)
-    SELECT id, pg_notify(:channel, json_build_object(
-               'type', 'incident.created', 'incident_id', id,
-               'codes', CAST(:codes AS json))::text)
+    SELECT id, gridops_emit('incident.created', CAST(:codes AS text[]),
+               jsonb_build_object('incident_id', id, 'incident_status', CAST(:status AS text),
+                                  'is_joint', CAST(:is_joint AS boolean),
+                                  'event_code', CAST(:event_code AS text))
+               || CAST(:live AS jsonb))
     FROM inc
 """)
 
@@ -212,18 +214,25 @@ def create_incident(conn: Connection, new: NewIncident, reporter: Principal | No
         "audit_after": json.dumps({"event": f"{ctx.kind}:{ctx.code}", "status": status,
                                    "grid_code": grid.get("code"),
                                    "is_joint": joint["is_joint"]}),
-        "channel": NOTIFY_CHANNEL, "codes": json.dumps(sorted(jurisdiction_codes(placement)))})
+        "codes": sorted(jurisdiction_codes(placement)), "event_code": f"{ctx.kind}:{ctx.code}",
+        "live": json.dumps(_live_fields(new, segment, by))})
     if incident_id is None:  # a concurrent request with the same key won; it has committed
         return _check_retry(conn.execute(_CONTEXT, {**ask, "at": ctx.at}).one(),
                             str(new.idempotency_key), new)
     return Intake(int(incident_id), True, placement, list(ctx.duplicates))
 
 
-def notify(conn: Connection, kind: str, incident_id: int, placement: dict[str, Any]) -> None:
-    """A change notification (delivered on commit) for live maps: what changed and which
-    jurisdictions it concerns, so listeners can filter by scope."""
-    codes = jurisdiction_codes(placement)
-    conn.execute(text("SELECT pg_notify(:channel, :payload)"), {
-        "channel": NOTIFY_CHANNEL,
-        "payload": json.dumps({"type": kind, "incident_id": incident_id,
-                               "codes": sorted(codes)})})
+def _live_fields(new: NewIncident, segment: dict[str, Any], by: Actor) -> dict[str, Any]:
+    """The live event's place and audience (gis/events.py): the incident layer, its point,
+    its street chief, its reporter; no department has a task on it yet."""
+    chief = (segment.get("chief") or {}).get("person_id")
+    return {"layers": ["incidents"], "points": [events.point(new.point.lon, new.point.lat)],
+            "person_ids": [chief] if chief is not None else [],
+            "user_ids": [by.user_id] if by.user_id is not None else [],
+            "department_ids": []}
+
+
+def notify(conn: Connection, kind: str, incident_id: int) -> None:
+    """A live event (delivered on commit) about an incident: what changed, which
+    jurisdictions it concerns, where, and who may see it (gis/events.py)."""
+    events.emit_incident(conn, kind, incident_id)

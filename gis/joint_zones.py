@@ -14,6 +14,7 @@ import shapely
 from shapely.errors import ShapelyError
 from sqlalchemy import Connection, text
 
+from gis import events
 from gis.audit import Actor, record
 from gis.errors import InvalidInput
 from gis.features import check_code
@@ -65,10 +66,37 @@ def rebuild_joint_zones(conn: Connection, *, width_m: float = DEFAULT_WIDTH_M,
     when = at or conn.scalar(text("SELECT now()"))
     # Writers wait (readers do not), so concurrent rebuilds cannot both insert.
     conn.execute(text("LOCK TABLE joint_zones IN SHARE ROW EXCLUSIVE MODE"))
+    before = conn.execute(_EXTENT, {"origin": "derived"}).one()
     conn.execute(text("DELETE FROM joint_zones WHERE origin = 'derived'"))
     params = {"srid": metric_srid, "snap_m": SNAP_M, "at": when, "width_m": width_m}
-    return {level: int(conn.execute(_DERIVE, {**params, "level": level}).rowcount)
-            for level in LEVELS}
+    counts: dict[str, int] = {
+        level: int(conn.execute(_DERIVE, {**params, "level": level}).rowcount)
+        for level in LEVELS}
+    after = conn.execute(_EXTENT, {"origin": "derived"}).one()
+    _announce(conn, [before, after], counts=counts, width_m=width_m)
+    return counts
+
+
+# The extent and the districts of the zones of one origin (None: every zone).
+_EXTENT = text("""
+    SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e), codes
+    FROM (SELECT ST_Extent(geom) AS e,
+                 coalesce(array_agg(DISTINCT left(code_a, 6))
+                          || array_agg(DISTINCT left(code_b, 6)), '{}') AS codes
+          FROM joint_zones
+          WHERE CAST(:origin AS text) IS NULL OR origin = :origin) x
+""")
+
+
+def _announce(conn: Connection, extents: list[Any], **payload: Any) -> None:
+    """A live event joint_zones.changed (gis/events.py) over the union of `extents`
+    (rows of `_EXTENT`: minx, miny, maxx, maxy, codes)."""
+    boxes = [e for e in extents if e[0] is not None]
+    codes = {c for e in extents for c in (e[4] or [])}
+    box = events.bbox(min(b[0] for b in boxes), min(b[1] for b in boxes),
+                      max(b[2] for b in boxes), max(b[3] for b in boxes)) if boxes else None
+    events.emit(conn, "joint_zones.changed", codes, layers=["joint_zones"], bbox=box,
+                **payload)
 
 
 def _check_metric(conn: Connection, srid: int) -> None:
@@ -116,6 +144,11 @@ def add_drawn_zone(conn: Connection, *, level: str, code_a: str, code_b: str,
     record(conn, by, action="joint_zone.add", object_type="joint_zone",
            object_id=str(result["id"]), after=result,
            district_code=first[:6])
+    extent = conn.execute(text(
+        "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom), "
+        "ARRAY[left(code_a, 6), left(code_b, 6), code_a, code_b] FROM joint_zones "
+        "WHERE id = :id"), {"id": result["id"]}).one()
+    _announce(conn, [extent], zone_id=result["id"], level=level)
     return result
 
 

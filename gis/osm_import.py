@@ -11,7 +11,6 @@ graph or nothing. See docs/routing.md (speeds table, one-way rules, attribution)
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +25,10 @@ import shapely
 from pyproj import Geod
 from sqlalchemy import Connection, text
 
-from gis import audit
+from gis import audit, events
 from gis.audit import Actor
 from gis.copy import copy_rows, ewkb
 from gis.errors import Conflict, InvalidInput
-from gis.intake import NOTIFY_CHANNEL
 
 # highway=* → (road_class, default speed km/h): typical urban driving speeds for a response
 # vehicle, used when the way has no parseable maxspeed. Other highway values (footway, path,
@@ -333,10 +331,10 @@ def import_osm(conn: Connection, path: Path, *, replace: bool = False,
                  object_id=None, after={"file": path.name, "nodes": result.nodes,
                                         "edges": result.edges, "replaced": result.replaced_edges,
                                         "districts": result.districts})
-    conn.execute(text("SELECT pg_notify(:channel, :payload)"), {
-        "channel": NOTIFY_CHANNEL,
-        "payload": json.dumps({"type": "road_graph.imported", "edges": result.edges,
-                               "codes": sorted(result.districts)})})
+    events.emit(conn, "road_graph.imported", result.districts, edges=result.edges,
+                nodes=result.nodes, layers=[],
+                bbox=events.bbox(float(graph.node_lon.min()), float(graph.node_lat.min()),
+                                 float(graph.node_lon.max()), float(graph.node_lat.max())))
     return result
 
 

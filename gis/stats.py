@@ -37,7 +37,6 @@ own dispatches. Every rate is null when its denominator is 0.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from datetime import date, datetime, timedelta
@@ -45,11 +44,11 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, text
 
+from gis import events
 from gis.audit import Actor, record
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.features import CHINA_TZ
-from gis.intake import NOTIFY_CHANNEL
 from gis.scope import SCOPED_READERS, incident_visible
 
 GroupBy = Literal["department", "street", "grid", "team", "event_class"]
@@ -439,10 +438,9 @@ def rate_department(conn: Connection, department_id: int, street_code: str, peri
            object_id=str(result["id"]), before=None if before is None else dict(before),
            after={k: v for k, v in result.items() if k != "created"},
            district_code=street_code[:6])
-    conn.execute(text("SELECT pg_notify(:channel, :payload)"), {
-        "channel": NOTIFY_CHANNEL,
-        "payload": json.dumps({"type": "department.rated", "department_id": department_id,
-                               "codes": [street_code[:6], street_code]})})
+    events.emit(conn, "department.rated", [street_code[:6], street_code],
+                department_id=department_id, department_ids=[department_id],
+                street_code=street_code, period=month)
     return result
 
 
@@ -523,11 +521,5 @@ def record_followup(conn: Connection, incident_id: int, responded: bool, resolve
            object_id=str(incident_id), before=None if before is None else dict(before),
            after={k: v for k, v in result.items() if k != "created"},
            district_code=case.district_code)
-    codes = {case.district_code, *(case.joint_codes or [])}
-    if case.street_code:
-        codes.add(case.street_code)
-    conn.execute(text("SELECT pg_notify(:channel, :payload)"), {
-        "channel": NOTIFY_CHANNEL,
-        "payload": json.dumps({"type": "incident.followup", "incident_id": incident_id,
-                               "codes": sorted(codes)})})
+    events.emit_incident(conn, "incident.followup", incident_id)
     return result

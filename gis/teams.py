@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
-from gis import catalog
+from gis import catalog, events
 from gis.audit import Actor, record
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -46,7 +46,7 @@ TeamStatus = Literal["available", "busy", "off_duty", "out_of_service"]
 STATUSES: tuple[TeamStatus, ...] = ("available", "busy", "off_duty", "out_of_service")
 MANUAL_STATUSES: tuple[TeamStatus, ...] = ("available", "off_duty", "out_of_service")
 ACTIVE_DISPATCH = ("dispatched", "accepted", "en_route", "on_scene")
-NOTIFY_CHANNEL = "gridops_events"
+NOTIFY_CHANNEL = events.CHANNEL  # kept for listeners (tests)
 DEFAULT_STALE_AFTER = timedelta(minutes=30)
 
 MAX_FIXES = 500
@@ -103,7 +103,8 @@ def _lock_writable(conn: Connection, p: Principal, team_id: int) -> Any:
     `p` can see it but not change it."""
     writable, params = team_writable(p)
     row = conn.execute(text(f"""
-        SELECT t.id, t.code, t.status, t.home_code, t.district_code, t.position_at,
+        SELECT t.id, t.code, t.status, t.home_code, t.district_code, t.department_id,
+               t.position_at,
                ST_X(t.position) AS lon, ST_Y(t.position) AS lat, now() AS now
         FROM teams t WHERE t.id = :id AND ({writable})
         FOR UPDATE OF t
@@ -119,11 +120,14 @@ def _lock_writable(conn: Connection, p: Principal, team_id: int) -> Any:
     raise NotFound(f"no team {team_id} (or not in your scope)", field="team_id")
 
 
-def _notify(conn: Connection, payload: dict[str, Any]) -> None:
-    """A change notification (delivered on commit) for live maps."""
-    conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                 {"channel": NOTIFY_CHANNEL,
-                  "payload": json.dumps(payload, ensure_ascii=False, default=str)})
+def _notify(conn: Connection, kind: str, team: Any, codes: set[str],
+            points: list[list[float] | None], **payload: Any) -> None:
+    """A live event about a team (gis/events.py): delivered on commit, to readers of the
+    team's jurisdictions and its department."""
+    events.emit(conn, kind, codes, team_id=int(team.id), layers=["teams"],
+                points=[p for p in points if p is not None],
+                department_ids=[int(team.department_id)], home_code=team.home_code,
+                **payload)
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -313,8 +317,8 @@ def set_status(conn: Connection, team_id: int, status: str, by: Actor, reader: P
     record(conn, by, action="team.status", object_type="team", object_id=str(team_id),
            before={"status": team.status}, after={"status": status, "reason": reason},
            district_code=team.district_code)
-    _notify(conn, {"type": "team.status", "team_id": team_id, "status": status,
-                   "codes": sorted({team.district_code, team.home_code})})
+    _notify(conn, "team.status", team, {team.district_code, team.home_code},
+            [events.point(team.lon, team.lat)], status=status)
     return True
 
 
@@ -436,7 +440,8 @@ _UPDATE = text("""
       members = CASE WHEN :set_members THEN CAST(:members AS smallint) ELSE members END,
       updated_at = now()
     WHERE id = :id
-    RETURNING district_code, home_code
+    RETURNING id, district_code, home_code, department_id, ST_X(position) AS lon,
+              ST_Y(position) AS lat
 """)
 
 
@@ -469,9 +474,9 @@ def update_team(conn: Connection, team_id: int, changes: Mapping[str, Any],
     record(conn, by, action="team.update", object_type="team", object_id=str(team_id),
            before={k: before[k] for k in changed}, after=changed,
            district_code=after.district_code)
-    _notify(conn, {"type": "team.updated", "team_id": team_id,
-                   "codes": sorted({before["district_code"], after.district_code,
-                                    before["home_code"], after.home_code})})
+    _notify(conn, "team.updated", after, {before["district_code"], after.district_code,
+                                          before["home_code"], after.home_code},
+            [events.point(after.lon, after.lat)], fields=sorted(changed))
     return changed
 
 
@@ -629,9 +634,10 @@ _STORE = text("""
         UPDATE teams t SET position = n.geom, position_at = n.at, updated_at = now()
         FROM newest n
         WHERE t.id = :team_id AND (t.position_at IS NULL OR n.at > t.position_at)
-        RETURNING n.district_code)
+        RETURNING n.district_code, ST_X(n.geom) AS lon, ST_Y(n.geom) AS lat)
     SELECT (SELECT count(*) FROM stored) AS accepted,
-           (SELECT district_code FROM moved) AS moved_to
+           (SELECT district_code FROM moved) AS moved_to,
+           (SELECT lon FROM moved) AS lon, (SELECT lat FROM moved) AS lat
 """)
 
 
@@ -685,8 +691,9 @@ def add_positions(conn: Connection, team_id: int, fixes: Sequence[Fix], by: Acto
                       "moved": result.moved_to is not None},
                district_code=team.district_code)
     if result.moved_to is not None:
-        _notify(conn, {"type": "team.position", "team_id": team_id, "codes": sorted(
-            {team.district_code, team.home_code, result.moved_to})})
+        _notify(conn, "team.position", team,
+                {team.district_code, team.home_code, result.moved_to},
+                [events.point(team.lon, team.lat), events.point(result.lon, result.lat)])
     now_row = conn.execute(text("""
         SELECT ST_AsGeoJSON(position, :decimals)::json AS position, position_at,
                (position_at IS NULL OR position_at < :now - CAST(:stale_after AS interval))

@@ -26,12 +26,11 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
-from gis import audit, catalog, dispatch
+from gis import audit, catalog, dispatch, events
 from gis.audit import Actor
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.incidents import CURRENT_DEADLINE, CURRENT_STAGE
-from gis.intake import NOTIFY_CHANNEL
 from gis.scope import incident_visible
 from gis.workcalendar import UNITS, WorkCalendar
 
@@ -206,19 +205,10 @@ def _allowed(status: str, reader: Principal | None, has_task: bool) -> list[str]
             if status in rule.sources and _permitted(rule, reader, has_task)]
 
 
-def _codes(row: Any) -> list[str]:
-    codes = {row.district_code}
-    if row.street_code:
-        codes.add(row.street_code)
-    for j in (row.joint or {}).get("jurisdictions", []):
-        codes.add(j["code"])
-    return sorted(codes)
-
-
-def _notify(conn: Connection, payload: dict[str, Any]) -> None:
-    conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                 {"channel": NOTIFY_CHANNEL,
-                  "payload": json.dumps(payload, ensure_ascii=False, default=str)})
+def _notify(conn: Connection, kind: str, incident_id: int, team_ids: list[int] | None = None,
+            **payload: Any) -> None:
+    """A live event about the case (gis/events.py): codes, place and audience from its row."""
+    events.emit_incident(conn, kind, incident_id, team_ids=team_ids or [], **payload)
 
 
 def _event(conn: Connection, row: Any, by: Actor, action: str, to_status: str | None,
@@ -328,8 +318,11 @@ def transition(conn: Connection, incident_id: int, action: str, by: Actor,
                         "supervised": row.supervised or action == "supervise",
                         **({"ended_dispatches": ended} if ended else {})},
                  district_code=row.district_code)
-    _notify(conn, {"type": "incident.status", "incident_id": incident_id, "action": action,
-                   "from": row.status, "to": to_status, "codes": _codes(row)})
+    freed = [int(t) for t in conn.scalars(text(
+        "SELECT DISTINCT team_id FROM dispatches WHERE id = ANY(:ids) ORDER BY team_id"),
+        {"ids": ended})] if ended else []
+    _notify(conn, "incident.status", incident_id, freed, action=action,
+            **{"from": row.status, "to": to_status})
     return {**event, "deadlines": deadlines}
 
 
@@ -453,8 +446,7 @@ def request_extension(conn: Connection, incident_id: int, by: Actor, reader: Pri
     audit.record(conn, by, action="extension.request", object_type="extension_request",
                  object_id=str(out["id"]), after={**out, "incident_id": incident_id},
                  district_code=row.district_code)
-    _notify(conn, {"type": "incident.extension", "incident_id": incident_id,
-                   "request_id": out["id"], "status": "pending", "codes": _codes(row)})
+    _notify(conn, "incident.extension", incident_id, request_id=out["id"], status="pending")
     return out
 
 
@@ -525,8 +517,8 @@ def decide_extension(conn: Connection, request_id: int, by: Actor, reader: Princ
                  before={"status": "pending", "deadlines": row.deadlines},
                  after={"status": out["status"], "note": clean_note, "deadlines": deadlines},
                  district_code=row.district_code)
-    _notify(conn, {"type": "incident.extension", "incident_id": int(row.id),
-                   "request_id": request_id, "status": out["status"], "codes": _codes(row)})
+    _notify(conn, "incident.extension", int(row.id), request_id=request_id,
+            status=out["status"])
     out["deadlines"] = deadlines
     return out
 

@@ -140,9 +140,11 @@ def test_escalations_are_announced(catalogued: Engine) -> None:
         payloads = [json.loads(n.payload) for n in raw.notifies]  # type: ignore[attr-defined]
     finally:
         raw.close()
-    assert payloads == [{"type": "incident.escalated", "incident_id": incident_id,
-                         "level": "community", "from_level": None, "stage": "handle",
-                         "codes": ["110102", "110102020", "110106"]}]
+    keys = ("type", "incident_id", "level", "from_level", "stage", "codes")
+    assert [{k: p[k] for k in keys} for p in payloads] == [
+        {"type": "incident.escalated", "incident_id": incident_id, "level": "community",
+         "from_level": None, "stage": "handle", "codes": ["110102", "110102020", "110106"]}]
+    assert payloads[0]["layers"] == ["incidents"] and len(payloads[0]["points"]) == 1
 
 
 def test_two_sweeps_at_once_escalate_each_case_once(catalogued: Engine) -> None:

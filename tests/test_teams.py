@@ -468,8 +468,9 @@ def test_status_rules(client: TestClient, engine: Engine, ids: dict[str, int],
     finally:
         listener.close()
     note = next(p for p in payloads if p["type"] == "team.status")
-    assert note == {"type": "team.status", "team_id": held, "status": "available",
-                    "codes": ["110102"]}
+    assert {k: note[k] for k in ("type", "team_id", "status", "codes")} == {
+        "type": "team.status", "team_id": held, "status": "available", "codes": ["110102"]}
+    assert note["layers"] == ["teams"] and note["department_ids"]
     # no change, no audit row
     assert client.post(f"/api/v1/teams/{held}/status",
                        json={"status": "available"}).status_code == 200

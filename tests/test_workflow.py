@@ -374,9 +374,11 @@ def test_transitions_are_announced_on_commit(engine: Engine, world: World) -> No
     finally:
         raw.close()
     mine = [p for p in payloads if p.get("incident_id") == incident_id]
-    assert mine == [{"type": "incident.status", "incident_id": incident_id,
-                     "action": "accept", "from": "pending", "to": "registered",
-                     "codes": [XICHENG, GUANGWAI]}]
+    keys = ("type", "incident_id", "action", "from", "to", "codes")
+    assert [{k: p[k] for k in keys} for p in mine] == [
+        {"type": "incident.status", "incident_id": incident_id, "action": "accept",
+         "from": "pending", "to": "registered", "codes": [XICHENG, GUANGWAI]}]
+    assert mine[0]["layers"] == ["incidents"] and mine[0]["incident_status"] == "registered"
 
 
 # -- 延期 ---------------------------------------------------------------------------------------
