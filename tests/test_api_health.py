@@ -104,12 +104,14 @@ def test_map_page_has_the_map_container_and_local_assets(client: TestClient) -> 
     assert 'id="map"' in html
     assert 'lang="zh-CN"' in html
     assert 'id="lang-toggle"' in html
-    assert "/static/map.js" in html
+    assert "/static/command/main.js" in html
     assert "http://" not in html and "https://" not in html  # no CDN
-    script = client.get("/static/map.js")
-    assert script.status_code == 200
-    assert "/jurisdictions" in script.text and "/grids" in script.text
-    assert client.get("/static/style.css").status_code == 200
+    assert client.get("/static/command/main.js").status_code == 200
+    layers = client.get("/static/command/map.js")
+    assert layers.status_code == 200 and "/tiles/" in layers.text  # vector tiles
+    live = client.get("/static/command/live.js")
+    assert live.status_code == 200 and "/api/v1/events" in live.text  # the live feed
+    assert client.get("/static/command/command.css").status_code == 200
 
 
 def test_maplibre_is_served_locally(client: TestClient) -> None:
@@ -132,7 +134,8 @@ def render_index(settings: Settings, **context: object) -> str:
     """The map page template rendered with `context` over the defaults."""
     templates = create_app(settings).state.templates
     defaults = {"api_base": "/api/v1", "basemap_url": None, "maplibre_installed": True,
-                "install_hint": INSTALL_HINT, "page_max": 1000}
+                "install_hint": INSTALL_HINT, "page_max": 1000, "csrf_cookie": "gridops_csrf",
+                "login_path": "/login"}
     return str(templates.get_template("index.html").render(**{**defaults, **context}))
 
 

@@ -255,6 +255,7 @@ def test_sign_out_revokes_the_session_and_returns_to_login(
     page.goto("/login")
     sign_in(page)
     expect(page.locator("#user")).to_contain_text(DISPLAY_NAME)
+    expect(page.get_by_role("status")).to_have_text(re.compile("已加载"))  # the page is wired
     token = str(session_cookie(context)["value"])
     page.get_by_role("button", name="退出").click()
     page.wait_for_url(re.compile(r"/login$"))

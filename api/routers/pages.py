@@ -1,6 +1,7 @@
-"""HTML pages: the login page (`GET /login`), the map (`GET /`, signed-in users only) and the
-API docs (`GET /docs`, public). Front-end assets come from web/node_modules (npm) and are
-served locally, never from a CDN."""
+"""HTML pages: the login page (`GET /login`), the command page (`GET /`, signed-in users
+only: map, incident list, card, dashboard, live feed — ES modules in web/static/command/)
+and the API docs (`GET /docs`, public). Front-end assets come from web/node_modules (npm)
+and are served locally, never from a CDN."""
 
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def login(request: Request, templates: TemplatesDep,
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, settings: SettingsDep, templates: TemplatesDep,
           user: OptionalUser) -> Response:
-    """The boundary map (districts, streets, communities, grids from /api/v1) for a
-    signed-in user; anyone else is sent to the login page (303)."""
+    """The command page (vector-tile map, incident list and card, dashboard, live feed)
+    for a signed-in user; anyone else is sent to the login page (303)."""
     if user is None:
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(login_url(here), status_code=303, headers=NO_STORE)
