@@ -1,7 +1,7 @@
-"""`python -m bench.run --db URL`: the intake, bulk-placement and dispatch-recommendation
-benchmarks on one database (the city-scale demo: `gridops demo load --scale city`), printed
-as tables and recorded in docs/benchmarks.md (a block per machine and day, replaced when run
-again)."""
+"""`python -m bench.run --db URL`: the intake, bulk-placement, dispatch-recommendation,
+vector-tile, OGC API Features and live-feed benchmarks on one database (the city-scale demo:
+`gridops demo load --scale city`), printed as tables and recorded in docs/benchmarks.md (a
+block per machine and day, replaced when run again)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from rich.console import Console
@@ -18,10 +19,15 @@ from sqlalchemy.engine import make_url
 
 from bench.bulk import Timing, bench_place_many, bench_postgis_join, bench_strtree, incident_points
 from bench.intake import intake, libpq
+from bench.live import bench_live
 from bench.load import Latency
 from bench.machine import Machine, this_machine
+from bench.ogc import HEAD as OGC_HEAD
+from bench.ogc import bench_ogc
 from bench.recommend import Timing as RecTiming
 from bench.recommend import bench_recommend
+from bench.tiles import HEAD as TILES_HEAD
+from bench.tiles import bench_tiles
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 INTAKE_P99_MS = 20.0
@@ -121,6 +127,25 @@ def _recommend_rows(results: list[RecTiming]) -> list[list[str]]:
     return rows
 
 
+LIVE_HEAD = ["live feed: POST → SSE", "incidents", "p50 ms", "p95 ms", "max ms", "lost",
+             "target"]
+
+
+def _live_rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for key, name in (("all_workers", "arrival on every worker's stream"),
+                      ("first", "arrival on the first stream"),
+                      ("post", "POST response (baseline)")):
+        r = result[key]
+        target = ""
+        if key == "all_workers":
+            met = r["p95_ms"] <= result["target_ms"] and not result["lost"]
+            target = f"≤ {result['target_ms']:g} ms: {'met' if met else 'NOT met'} (p95)"
+        rows.append([name, str(result["n"]), f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}",
+                     f"{r['max_ms']:.0f}", str(result["lost"]), target])
+    return rows
+
+
 def _ratios(intake_results: dict[str, Latency], bulk: dict[str, Timing]) -> list[str]:
     lines = []
     if "http" in intake_results and "sql" in intake_results:
@@ -186,7 +211,7 @@ def record(machine: Machine, db: str, dataset: str, settings: str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--db", required=True, help="database URL of the city-scale dataset")
-    parser.add_argument("--only", choices=("intake", "bulk", "recommend"),
+    parser.add_argument("--only", choices=("intake", "bulk", "recommend", "tiles", "ogc", "live"),
                         help="run one benchmark only")
     parser.add_argument("--incidents", type=int, default=200,
                         help="incidents the recommendation benchmark ranks teams for")
@@ -233,9 +258,22 @@ def main(argv: list[str] | None = None) -> int:
         timings, recommend_lines = bench_recommend(db_url, args.incidents, args.budget,
                                                    stale_minutes=30, say=out.print)
         recommend_rows = _recommend_rows(timings)
+    tile_rows: list[list[str]] = []
+    ogc_rows: list[list[str]] = []
+    live_rows: list[list[str]] = []
+    more_lines: list[str] = []
+    if args.only in (None, "tiles"):
+        tile_rows, lines = bench_tiles(db_url, say=out.print)
+        more_lines += lines
+    if args.only in (None, "ogc"):
+        ogc_rows, lines = bench_ogc(db_url, say=out.print)
+        more_lines += lines
+    if args.only in (None, "live"):
+        live_rows = _live_rows(bench_live(db_url, say=out.print))
     tables = [(LATENCY_HEAD, _latency_rows(intake_results, args.workers)),
-              (BULK_HEAD, _bulk_rows(bulk)), (RECOMMEND_HEAD, recommend_rows)]
-    ratios = _ratios(intake_results, bulk) + recommend_lines
+              (BULK_HEAD, _bulk_rows(bulk)), (RECOMMEND_HEAD, recommend_rows),
+              (TILES_HEAD, tile_rows), (OGC_HEAD, ogc_rows), (LIVE_HEAD, live_rows)]
+    ratios = _ratios(intake_results, bulk) + recommend_lines + more_lines
     for head, rows in tables:
         if rows:
             out.print(_table(head[0], head, rows))

@@ -426,10 +426,11 @@ _VERSION = text("""
 
 
 def exact_etas_pgrouting(conn: Connection, lon: float, lat: float, from_lon: ArrayLike,
-                         from_lat: ArrayLike) -> np.ndarray:
+                         from_lat: ArrayLike, *, within_m: float | None = None) -> np.ndarray:
     """The exact baseline for the benchmark: pgRouting pgr_withPointsCost over the whole graph,
     with the same snapping (edge, fraction) and walking term as RoadGraph.etas_to; np.inf where
-    no path exists."""
+    no path exists. `within_m` keeps only the edges within that many metres (a box) of the
+    target: exact for every path that never strays that far (e.g. budget × top speed)."""
     graph = graph_for(conn)
     xs, ys = _coords(from_lon, from_lat)
     target = graph.snap(np.array([float(lon)]), np.array([float(lat)]))
@@ -450,14 +451,20 @@ def exact_etas_pgrouting(conn: Connection, lon: float, lat: float, from_lon: Arr
     rows = conn.execute(text("""
         SELECT start_pid, agg_cost
         FROM pgr_withPointsCost(
-          'SELECT id, source, target, cost, reverse_cost FROM road_edges',
+          'SELECT id, source, target, cost, reverse_cost FROM road_edges' || CASE
+            WHEN CAST(:dx AS float8) IS NULL THEN ''
+            ELSE format(' WHERE geom && ST_Expand(ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s, %s)',
+                        CAST(:lon AS float8), CAST(:lat AS float8), CAST(:dx AS float8),
+                        CAST(:dy AS float8)) END,
           format('SELECT pid, edge_id, fraction FROM unnest(%L::bigint[], %L::bigint[], '
                  '%L::float8[]) AS p(pid, edge_id, fraction)',
                  CAST(:pids AS bigint[]), CAST(:edges AS bigint[]), CAST(:fractions AS float8[])),
           CAST(:starts AS bigint[]), CAST(:end AS bigint), directed => true, driving_side => 'b')
     """), {"pids": (-vertex[inner]).tolist(), "edges": graph.edge_id[where[inner]].tolist(),
            "fractions": fraction[inner].tolist(), "starts": starts.tolist(),
-           "end": int(vertex[0])}).all()
+           "end": int(vertex[0]), "lon": float(lon), "lat": float(lat),
+           "dx": None if within_m is None else within_m / (111_320 * math.cos(math.radians(lat))),
+           "dy": None if within_m is None else within_m / 110_574}).all()
     cost = dict(rows)
     cost[int(vertex[0])] = 0.0  # pgRouting has no row for a start that is the end
     drive = np.array([cost.get(int(v), np.inf) for v in vertex[1:]])

@@ -83,6 +83,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/incidents/{incident_id}/supervise"): COMMAND,
     # evaluation
     ("GET", "/api/v1/stats"): frozenset({"admin", "operator", "planner", "viewer"}),
+    ("GET", "/api/v1/dashboard"): frozenset({"admin", "operator", "planner", "viewer"}),
+    # the command map: live feed, vector tiles, OGC API Features (rows scoped)
+    ("GET", "/api/v1/events"): ALL,
+    ("GET", "/api/v1/events/recent"): ALL,
+    ("GET", "/tiles/layers.json"): ALL,
+    ("GET", "/tiles/{layer}/{z}/{x}/{y}.mvt"): ALL,
+    ("GET", "/ogc"): PUBLIC,
+    ("GET", "/ogc/conformance"): PUBLIC,
+    ("GET", "/ogc/collections"): ALL,
+    ("GET", "/ogc/collections/{collection_id}"): ALL,
+    ("GET", "/ogc/collections/{collection_id}/items"): ALL,
+    ("GET", "/ogc/collections/{collection_id}/items/{feature_id}"): ALL,
     ("POST", "/api/v1/departments/{department_id}/ratings"): COMMAND,
     ("GET", "/api/v1/departments/{department_id}/ratings"): NOT_CHIEF,
     ("POST", "/api/v1/incidents/{incident_id}/followup"): COMMAND,
@@ -147,7 +159,10 @@ def _request(client: TestClient, world: World, method: str, path: str,
     url = path.format(code="110102", incident_id=world.incidents["xicheng"], username="spare",
                       service_code="event-0101", service_request_id=world.incidents["xicheng"],
                       photo_id=1, team_id=world.team_id, dispatch_id=world.dispatch_id,
-                      request_id=1, department_id=world.department_id)
+                      request_id=1, department_id=world.department_id, layer="grids", z=14,
+                      x=13487, y=6208, collection_id="grids", feature_id="1")
+    if path == "/api/v1/events":  # a bad resume point answers at once instead of streaming
+        headers = {**headers, "Last-Event-ID": "not-a-number"}
     response = client.request(method, url, headers=headers, follow_redirects=False)
     assert response.status_code < 500, f"{method} {url}: {response.text}"
     return response.status_code
