@@ -7,8 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -22,6 +20,7 @@ import numpy as np
 import psycopg2
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
 
+from bench import process
 from bench.load import Connect, Latency, run
 from gis.placement import _PLACE, BUILDING_SNAP_M, STREET_SNAP_M
 
@@ -50,33 +49,11 @@ def sample_points(dsn: str, n: int) -> list[tuple[float, float]]:
 def server(db_url: str, workers: int, port: int, log: Path) -> Iterator[str]:
     """`gridops serve` on the benchmark database (its own process group, ended after)."""
     env = {**os.environ, "DATABASE_URL": db_url, "GRIDOPS_PUBLIC_RATE_PER_MINUTE": "100000"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--workers", str(workers),
-             "--port", str(port)], cwd=PROJECT, env=env, stdout=out, stderr=out,
-            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/api/v1/health")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gridops serve did not start; see {log}")
-            time.sleep(0.5)
+    with process.running("gridops serve", [sys.executable, "-m", "api.cli", "serve",
+                                           "--workers", str(workers), "--port", str(port)],
+                         port=port, ready_path="/api/v1/health", env=env, log=log,
+                         cwd=PROJECT) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def bearer(port: int, username: str, password: str) -> str:

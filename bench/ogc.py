@@ -20,13 +20,10 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import psycopg2
 
+from bench import process
 from bench.intake import bearer, libpq, server
 from bench.machine import this_machine
 
@@ -128,44 +126,11 @@ def fetch(port: int, paths: list[str], headers: dict[str, str]) -> Sample:
 
 
 @contextmanager
-def tipg(dsn: str, port: int, log: Path) -> Iterator[None]:
-    """tipg serving public.grids and public.buildings only, with our properties; its own
-    process group, ended after."""
-    parsed = urllib.parse.urlsplit(dsn)
-    env = {**os.environ,
-           "DATABASE_URL": urllib.parse.urlunsplit(parsed._replace(scheme="postgresql")),
-           "TIPG_DB_SCHEMAS": '["public"]',
-           "TIPG_DB_TABLES": '["public.grids", "public.buildings"]',
-           "TIPG_DB_FUNCTIONS": "[]", "TIPG_DB_SPATIAL_EXTENT": "false",
-           "TIPG_DB_DATETIME_EXTENT": "false", "TIPG_MAX_FEATURES_PER_QUERY": "10000",
-           **{f"TIPG_TABLE_CONFIG__public_{t}__properties": json.dumps(p)
-              for t, p in TIPG_PROPERTIES.items()}}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tipg.main:app", "--port", str(port),
-             "--log-level", "warning"], env=env, stdout=out, stderr=out,
-            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/collections/public.grids")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tipg did not start; see {log}")
-            time.sleep(0.5)
-        yield
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def tipg(dsn: str, port: int, log: Path) -> Iterator[str]:
+    """tipg serving the same tables (with our properties); its own process group, ended after."""
+    with process.tipg(dsn, port, log, TIPG_PROPERTIES,
+                      TIPG_MAX_FEATURES_PER_QUERY="10000") as base:
+        yield base
 
 
 def count_ms(dsn: str, collection: str, repeats: int = 5) -> float:

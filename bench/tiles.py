@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import math
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +35,7 @@ import psycopg2
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
 
+from bench import process
 from bench.intake import bearer, libpq, server
 from bench.machine import this_machine
 from gis import tiles
@@ -196,45 +193,12 @@ def tipg_timings(port: int, layer: str, tiles_: list[Tile]) -> list[float]:
 
 
 @contextmanager
-def tipg(dsn: str, port: int, log: Path) -> Iterator[None]:
-    """tipg serving public.grids and public.buildings only (no functions), buffer 64 and
-    at most 5000 features per tile like ours; its own process group, ended after."""
-    parsed = urllib.parse.urlsplit(dsn)
-    env = {**os.environ, "DATABASE_URL": urllib.parse.urlunsplit(parsed._replace(
-               scheme="postgresql")),
-           "TIPG_DB_SCHEMAS": '["public"]',
-           "TIPG_DB_TABLES": '["public.grids", "public.buildings"]',
-           "TIPG_DB_FUNCTIONS": "[]", "TIPG_DB_SPATIAL_EXTENT": "false",
-           "TIPG_DB_DATETIME_EXTENT": "false", "TIPG_TILE_BUFFER": "64",
-           "TIPG_MAX_FEATURES_PER_TILE": "5000", "TIPG_DB_MAX_CONN_SIZE": "2",
-           **{f"TIPG_TABLE_CONFIG__public_{t}__properties": json.dumps(p)
-              for t, p in TIPG_PROPERTIES.items()}}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tipg.main:app", "--port", str(port),
-             "--log-level", "warning"], env=env, stdout=out, stderr=out,
-            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/collections/public.grids")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tipg did not start; see {log}")
-            time.sleep(0.5)
-        yield
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def tipg(dsn: str, port: int, log: Path) -> Iterator[str]:
+    """tipg serving the same tables, buffer 64 and at most 5000 features per tile like
+    ours (its own process group, ended after)."""
+    with process.tipg(dsn, port, log, TIPG_PROPERTIES, TIPG_TILE_BUFFER="64",
+                       TIPG_MAX_FEATURES_PER_TILE="5000", TIPG_DB_MAX_CONN_SIZE="2") as base:
+        yield base
 
 
 def bench_tiles(db_url: str, say: Callable[[str], object] = print, *, per_zoom: int = 100,
