@@ -17,7 +17,6 @@ from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.recommend import need_of
 from gis.scope import incident_visible
 
-ACTIVE = ("dispatched", "accepted", "en_route", "on_scene")
 ETA_HORIZON_S = 4 * 3600.0  # ETA recorded at dispatch time: any team reachable in 4 h
 
 _END_ACTIVE = text("""
@@ -190,8 +189,8 @@ def dispatch(conn: Connection, incident_id: int, order: Order, by: Actor,
                  object_id=str(incident_id), district_code=case["district_code"],
                  after={"team_ids": ids, "dispatch_ids": [m["id"] for m in made],
                         "whistle_id": order.whistle_id, "override_reason": override})
-    _notify(conn, "dispatch.created", case, {"dispatch_ids": [m["id"] for m in made]},
-            team_ids=ids)
+    events.emit_incident(conn, "dispatch.created", incident_id, team_ids=ids,
+                         dispatch_ids=[m["id"] for m in made])
     return [{"dispatch_id": m["id"], "team_id": m["team_id"], "status": "dispatched",
              "eta_s": etas[ids.index(m["team_id"])]} for m in made]
 
@@ -213,19 +212,11 @@ def _etas(conn: Connection, case: RowMapping, teams: list[RowMapping]) -> list[i
     return [out[int(t["id"])] for t in teams]
 
 
-def _notify(conn: Connection, kind: str, case: RowMapping, extra: dict[str, Any],
-            team_ids: list[int] | None = None) -> None:
-    """A live event about the case (and the teams sent): its codes, place, and the
-    departments with a task on it (gis/events.py)."""
-    events.emit_incident(conn, kind, int(case["id"]), team_ids=team_ids or [], **extra)
-
-
 # -- a dispatch's steps ---------------------------------------------------------------------
 
 STEP_ORDER = ("dispatched", "accepted", "en_route", "on_scene")
 STEP_ROLES = {"accepted": "team", "en_route": "team", "on_scene": "team", "done": "team",
               "declined": "team", "cancelled": "command"}
-_ENDED = ("done", "declined", "cancelled")
 
 _DISPATCH = """
     SELECT d.id, d.status, d.incident_id, d.team_id, t.department_id, t.name AS team_name
@@ -324,9 +315,9 @@ def step(conn: Connection, dispatch_id: int, to: str, by: Actor, reader: Princip
                  object_id=str(dispatch_id), district_code=case["district_code"],
                  before={"status": row["status"]},
                  after={"status": to, "reason": reason, "out_of_remit": out_of_remit})
-    _notify(conn, "dispatch.status", case, {"dispatch_id": dispatch_id,
-                                            "team_id": row["team_id"], "status": to},
-            team_ids=[int(row["team_id"])])
+    events.emit_incident(conn, "dispatch.status", int(case["id"]),
+                         team_ids=[int(row["team_id"])], dispatch_id=dispatch_id,
+                         team_id=row["team_id"], status=to)
     return {"dispatch_id": dispatch_id, "team_id": row["team_id"], "from": row["status"],
             "status": to, "team_freed": bool(moved["freed"])}
 
@@ -432,8 +423,8 @@ def blow_whistle(conn: Connection, incident_id: int, order: WhistleOrder, by: Ac
                  object_id=str(incident_id), district_code=case["district_code"],
                  after={"whistle_id": whistle_id, "kind": kind,
                         "department_ids": list(departments), "team_ids": order.team_ids})
-    _notify(conn, "whistle.blown", case, {"whistle_id": whistle_id, "kind": kind,
-                                          "summoned_department_ids": list(departments)})
+    events.emit_incident(conn, "whistle.blown", incident_id, whistle_id=whistle_id, kind=kind,
+                         summoned_department_ids=list(departments))
     # teams sent under a whistle are the commander's explicit choice, capable or not
     sent = dispatch(conn, incident_id, Order(order.team_ids, whistle_id,
                                              f"summoned by {WHISTLE_KINDS[kind]}"), by, reader) \

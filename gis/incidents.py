@@ -25,13 +25,10 @@ CURRENT_STAGE = """(CASE i.status
     WHEN 'feedback' THEN 'verify' WHEN 'verifying' THEN 'verify' END)"""
 CURRENT_DEADLINE = f"(i.deadlines ->> {CURRENT_STAGE})::timestamptz"
 
-# One Feature per incident; reporter contacts only for those who act on the case.
-_FEATURE = f"""
-    json_build_object(
-      'type', 'Feature',
-      'id', i.id,
-      'geometry', ST_AsGeoJSON(i.geom, {GEOJSON_DECIMALS})::json,
-      'properties', json_build_object(
+# An incident's properties (over incidents `i` joined to event_classes `ec`; bound
+# :contacts), here and in the OGC collection; reporter contacts only for those who act on
+# the case.
+PROPERTIES = f"""json_build_object(
         'id', i.id, 'status', i.status, 'source', i.source,
         'event_kind', ec.kind, 'event_code', ec.code, 'event_name', ec.name,
         'major_name', ec.major_name,
@@ -45,9 +42,18 @@ _FEATURE = f"""
         'chief_person_id', i.chief_person_id,
         'is_joint', i.is_joint, 'joint', i.joint,
         'deadlines', i.deadlines, 'supervised', i.supervised,
+        'escalation_level', i.escalation_level,
         'due_at', {CURRENT_DEADLINE},
         'overdue', coalesce({CURRENT_DEADLINE} < now(), false),
-        'closed_at', i.closed_at, 'updated_at', i.updated_at))
+        'closed_at', i.closed_at, 'updated_at', i.updated_at)"""
+
+# One Feature per incident.
+_FEATURE = f"""
+    json_build_object(
+      'type', 'Feature',
+      'id', i.id,
+      'geometry', ST_AsGeoJSON(i.geom, {GEOJSON_DECIMALS})::json,
+      'properties', {PROPERTIES})
 """
 
 

@@ -25,7 +25,6 @@ TRUSTED_SOURCES = frozenset({"grid_worker", "street_chief", "steward"})
 MAX_DESCRIPTION = 4000
 DUPLICATE_RADIUS_M = 50.0
 DUPLICATE_WINDOW = "24 hours"
-NOTIFY_CHANNEL = events.CHANNEL  # kept for listeners (tests)
 
 
 @dataclass(frozen=True)
@@ -230,9 +229,3 @@ def _live_fields(new: NewIncident, segment: dict[str, Any], by: Actor) -> dict[s
             "person_ids": [chief] if chief is not None else [],
             "user_ids": [by.user_id] if by.user_id is not None else [],
             "department_ids": []}
-
-
-def notify(conn: Connection, kind: str, incident_id: int) -> None:
-    """A live event (delivered on commit) about an incident: what changed, which
-    jurisdictions it concerns, where, and who may see it (gis/events.py)."""
-    events.emit_incident(conn, kind, incident_id)

@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
+from gis import incidents
 from gis.auth import Principal
 from gis.errors import InvalidInput, NotFound
 from gis.features import CODE_LENGTHS, GEOJSON_DECIMALS, BBox, parse_at, parse_bbox
-from gis.incidents import CURRENT_DEADLINE
 from gis.scope import incident_visible, may_see_contacts
 
 LIMIT_DEFAULT = 100
@@ -171,21 +171,7 @@ COLLECTIONS: dict[str, Collection] = {c.id: c for c in (
                     "and workflow state; `datetime` filters on reported_at.",
         table="incidents", alias="i", where="true", id_kind="int", joins=_INCIDENT_CLASS,
         time_column="reported_at", scoped=True,
-        properties=f"""json_build_object(
-            'id', i.id, 'status', i.status, 'source', i.source,
-            'event_kind', ec.kind, 'event_code', ec.code, 'event_name', ec.name,
-            'major_name', ec.major_name, 'description', i.description,
-            'address', i.address,
-            'reporter_name', CASE WHEN :contacts THEN i.reporter_name END,
-            'reporter_phone', CASE WHEN :contacts THEN i.reporter_phone END,
-            'reported_at', i.reported_at, 'received_at', i.received_at,
-            'district_code', i.district_code, 'street_code', i.street_code,
-            'community_code', i.community_code, 'grid_code', i.grid_code,
-            'building_id', i.building_id, 'street_id', i.street_id,
-            'is_joint', i.is_joint, 'joint', i.joint, 'supervised', i.supervised,
-            'escalation_level', i.escalation_level,
-            'due_at', {CURRENT_DEADLINE}, 'overdue', coalesce({CURRENT_DEADLINE} < now(), false),
-            'closed_at', i.closed_at, 'updated_at', i.updated_at)"""),
+        properties=incidents.PROPERTIES),
 )}
 
 

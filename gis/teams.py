@@ -46,7 +46,6 @@ TeamStatus = Literal["available", "busy", "off_duty", "out_of_service"]
 STATUSES: tuple[TeamStatus, ...] = ("available", "busy", "off_duty", "out_of_service")
 MANUAL_STATUSES: tuple[TeamStatus, ...] = ("available", "off_duty", "out_of_service")
 ACTIVE_DISPATCH = ("dispatched", "accepted", "en_route", "on_scene")
-NOTIFY_CHANNEL = events.CHANNEL  # kept for listeners (tests)
 DEFAULT_STALE_AFTER = timedelta(minutes=30)
 
 MAX_FIXES = 500

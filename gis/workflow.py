@@ -205,12 +205,6 @@ def _allowed(status: str, reader: Principal | None, has_task: bool) -> list[str]
             if status in rule.sources and _permitted(rule, reader, has_task)]
 
 
-def _notify(conn: Connection, kind: str, incident_id: int, team_ids: list[int] | None = None,
-            **payload: Any) -> None:
-    """A live event about the case (gis/events.py): codes, place and audience from its row."""
-    events.emit_incident(conn, kind, incident_id, team_ids=team_ids or [], **payload)
-
-
 def _event(conn: Connection, row: Any, by: Actor, action: str, to_status: str | None,
            reason: str | None, data: Mapping[str, Any]) -> dict[str, Any]:
     event = conn.execute(text("""
@@ -321,8 +315,8 @@ def transition(conn: Connection, incident_id: int, action: str, by: Actor,
     freed = [int(t) for t in conn.scalars(text(
         "SELECT DISTINCT team_id FROM dispatches WHERE id = ANY(:ids) ORDER BY team_id"),
         {"ids": ended})] if ended else []
-    _notify(conn, "incident.status", incident_id, freed, action=action,
-            **{"from": row.status, "to": to_status})
+    events.emit_incident(conn, "incident.status", incident_id, team_ids=freed, action=action,
+                         **{"from": row.status, "to": to_status})
     return {**event, "deadlines": deadlines}
 
 
@@ -446,7 +440,8 @@ def request_extension(conn: Connection, incident_id: int, by: Actor, reader: Pri
     audit.record(conn, by, action="extension.request", object_type="extension_request",
                  object_id=str(out["id"]), after={**out, "incident_id": incident_id},
                  district_code=row.district_code)
-    _notify(conn, "incident.extension", incident_id, request_id=out["id"], status="pending")
+    events.emit_incident(conn, "incident.extension", incident_id, request_id=out["id"],
+                         status="pending")
     return out
 
 
@@ -517,8 +512,8 @@ def decide_extension(conn: Connection, request_id: int, by: Actor, reader: Princ
                  before={"status": "pending", "deadlines": row.deadlines},
                  after={"status": out["status"], "note": clean_note, "deadlines": deadlines},
                  district_code=row.district_code)
-    _notify(conn, "incident.extension", int(row.id), request_id=request_id,
-            status=out["status"])
+    events.emit_incident(conn, "incident.extension", int(row.id), request_id=request_id,
+                         status=out["status"])
     out["deadlines"] = deadlines
     return out
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from api.cli import app
 from gis import catalog, escalation
 from gis.audit import Actor
-from gis.intake import NOTIFY_CHANNEL
+from gis.events import CHANNEL as NOTIFY_CHANNEL
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 

@@ -22,7 +22,7 @@ from api.settings import Settings
 from gis import users
 from gis.audit import Actor
 from gis.democity.city import STRADDLER_NAME
-from gis.intake import NOTIFY_CHANNEL
+from gis.events import CHANNEL as NOTIFY_CHANNEL
 from tests.auth_world import PASSWORD, token
 from tests.live_server import serve
 

@@ -24,7 +24,8 @@ from api.app import create_app
 from api.settings import Settings
 from gis.crs import gcj02_to_wgs84
 from gis.database import drop_database, make_engine
-from gis.teams import MAX_SPEED_MPS, NOTIFY_CHANNEL
+from gis.events import CHANNEL as NOTIFY_CHANNEL
+from gis.teams import MAX_SPEED_MPS
 from tests.auth_world import World, bearer, build_world
 
 # Points inside the world's districts (squares 0.05° wide from these corners).

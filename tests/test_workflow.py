@@ -24,7 +24,7 @@ from gis import auth, catalog, workflow
 from gis.audit import Actor
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
-from gis.intake import NOTIFY_CHANNEL
+from gis.events import CHANNEL as NOTIFY_CHANNEL
 from tests.auth_world import GUANGWAI, XICHENG, World, bearer, build_world, session_for
 
 BEIJING = ZoneInfo("Asia/Shanghai")
