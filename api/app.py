@@ -30,7 +30,10 @@ from api.routers import (
     ogc,
     open311,
     pages,
+    patrol_reports,
+    patrols,
     stats,
+    street_signs,
     teams,
     tiles,
     users,
@@ -95,7 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health.router, auth.router, boundaries.router, locate.router,
                    incidents.router, users.router, audit.router, event_classes.router,
                    joint_zones.router, teams.router, dispatch.router, workflow.router,
-                   stats.router, events.router, dashboard.router):
+                   stats.router, events.router, dashboard.router, patrols.router,
+                   patrol_reports.router, street_signs.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(open311.router)
     app.include_router(tiles.router, prefix="/tiles")

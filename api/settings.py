@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     reverse_rating_weight: float = Field(
         default=0.3, ge=0, le=1, description="weight of street offices' ratings (reverse "
                                              "evaluation) in a department's score")
+    patrol_fix_interval_s: int = Field(
+        default=5, ge=1, le=60, description="how often the patrol page records a GPS fix")
+    patrol_upload_batch: int = Field(
+        default=20, ge=1, le=1000, description="fixes the patrol page uploads per request")
+    public_report_per_hour: int = Field(
+        default=20, ge=1, description="citizen reports per hour per client address through a "
+                                      "street sign's QR form, per worker process")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -25,6 +25,7 @@ TRUSTED_SOURCES = frozenset({"grid_worker", "street_chief", "steward"})
 MAX_DESCRIPTION = 4000
 DUPLICATE_RADIUS_M = 50.0
 DUPLICATE_WINDOW = "24 hours"
+ROUTED_STREET_M = 300.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class NewIncident:
     reporter_phone: str | None = None
     reported_at: datetime | None = None
     idempotency_key: str | None = None
+    # The 街巷 the report is routed to instead of the nearest one (the QR form on a
+    # street's public sign); the point must be within ROUTED_STREET_M of it.
+    street_id: int | None = None
+    patrol_id: int | None = None  # reported during this patrol (日巡)
 
 
 @dataclass(frozen=True)
@@ -112,12 +117,12 @@ _STORE = text("""
         INSERT INTO incidents (idempotency_key, source, event_class_id, description, address,
             reporter_name, reporter_phone, reported_at, geom, input_crs, status,
             district_code, street_code, community_code, grid_code, grid_id, building_id,
-            street_id, chief_person_id, is_joint, joint, deadlines, created_by)
+            street_id, chief_person_id, is_joint, joint, deadlines, created_by, patrol_id)
         VALUES (:key, :source, :class_id, :description, :address, :reporter_name,
             :reporter_phone, :reported_at, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :crs,
             :status, :district, :street, :community, :grid_code, :grid_id, :building_id,
             :street_id, :chief_id, :is_joint, CAST(:joint AS jsonb), CAST(:deadlines AS jsonb),
-            :user_id)
+            :user_id, :patrol_id)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING id),
     event AS (
@@ -135,6 +140,44 @@ _STORE = text("""
                || CAST(:live AS jsonb))
     FROM inc
 """)
+
+
+_ROUTED_STREET = text("""
+    SELECT json_build_object(
+      'id', s.id, 'name', s.name, 'road_class', s.road_class,
+      'street_office_code', s.street_office_code,
+      'distance_m', round(ST_Distance(s.geom::geography, p.g::geography)::numeric, 2),
+      'chief', (SELECT json_build_object('person_id', pe.id, 'name', pe.name,
+                                         'phone', pe.phone, 'role', sa.role)
+                FROM street_assignments sa JOIN people pe ON pe.id = sa.person_id
+                WHERE sa.street_id = s.id AND sa.role IN ('street_chief', 'alley_chief')
+                  AND sa.valid_from <= :at AND (sa.valid_to IS NULL OR sa.valid_to > :at)
+                ORDER BY sa.valid_from DESC, sa.id LIMIT 1),
+      'stewards', coalesce((SELECT json_agg(json_build_object(
+                    'person_id', pe.id, 'name', pe.name, 'phone', pe.phone) ORDER BY pe.id)
+                FROM street_assignments sa JOIN people pe ON pe.id = sa.person_id
+                WHERE sa.street_id = s.id AND sa.role = 'steward'
+                  AND sa.valid_from <= :at AND (sa.valid_to IS NULL OR sa.valid_to > :at)),
+                '[]'::json)) AS segment
+    FROM streets s, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g) p
+    WHERE s.id = :street_id
+""")
+
+
+def routed_street(conn: Connection, street_id: int, point: Point,
+                  at: datetime) -> dict[str, Any]:
+    """The placement's `street_segment` for a report routed to street `street_id` (shaped
+    like the nearest-street one: id, name, distance, chief, stewards); InvalidInput naming
+    `street_id` for an unknown street or a point farther than ROUTED_STREET_M from it."""
+    segment = conn.scalar(_ROUTED_STREET, {"street_id": street_id, "lon": point.lon,
+                                           "lat": point.lat, "at": at})
+    if segment is None:
+        raise InvalidInput(f"street {street_id} does not exist", field="street_id")
+    if segment["distance_m"] > ROUTED_STREET_M:
+        raise InvalidInput(f"the position is {segment['distance_m']:.0f} m from "
+                           f"{segment['name']}; a report for this street must be within "
+                           f"{ROUTED_STREET_M:.0f} m of it", field="lon")
+    return dict(segment)
 
 
 def _check_retry(ctx: Any, key: str, new: NewIncident) -> Intake:
@@ -184,6 +227,8 @@ def create_incident(conn: Connection, new: NewIncident, reporter: Principal | No
     if ctx.at > ctx.now:
         raise InvalidInput("reported_at is in the future", field="reported_at")
     placement = placement_of(conn, new.point, ctx.at, ctx.placement)
+    if new.street_id is not None:
+        placement["street_segment"] = routed_street(conn, new.street_id, new.point, ctx.at)
     check_scope(reporter, placement)
     status = "registered" if new.source in TRUSTED_SOURCES else "pending"
     version = None if ctx.catalog_id is None else (ctx.catalog_id, ctx.catalog_loaded_at)
@@ -208,7 +253,9 @@ def create_incident(conn: Connection, new: NewIncident, reporter: Principal | No
         "is_joint": joint["is_joint"],
         "joint": json.dumps(joint, ensure_ascii=False) if joint["is_joint"] else None,
         "deadlines": json.dumps(deadlines), "user_id": by.user_id,
-        "event_data": json.dumps({"source": new.source}),
+        "patrol_id": new.patrol_id,
+        "event_data": json.dumps({"source": new.source, "routed_street_id": new.street_id,
+                                  "patrol_id": new.patrol_id}),
         "actor": by.name, "request_id": by.request_id,
         "audit_after": json.dumps({"event": f"{ctx.kind}:{ctx.code}", "status": status,
                                    "grid_code": grid.get("code"),

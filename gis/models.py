@@ -515,6 +515,7 @@ class Incident(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=NOW)
     escalation_level: Mapped[str | None]
     escalated_at: Mapped[datetime | None]
+    patrol_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("patrols.id"))
 
     event_class: Mapped[EventClass] = relationship()
 
@@ -729,6 +730,7 @@ class Patrol(Base):
     checklist: Mapped[list[Any]] = mapped_column(JSONB, server_default=EMPTY_ARRAY)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     district_code: Mapped[str]
+    user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
 
     person: Mapped[Person] = relationship()
     street: Mapped[Street] = relationship()
@@ -748,8 +750,49 @@ class PatrolPoint(Base):
     kept: Mapped[bool] = mapped_column(server_default=TRUE)
     drop_reason: Mapped[str | None]
     district_code: Mapped[str]
+    received_at: Mapped[datetime] = mapped_column(server_default=NOW)
 
     patrol: Mapped[Patrol] = relationship()
+
+
+class ChecklistItem(Base):
+    """One item of the patrol checklist (巡查清单), e.g. 无乱停车 of the 十有十无."""
+
+    __tablename__ = "checklist_items"
+
+    code: Mapped[str] = mapped_column(primary_key=True)
+    item_group: Mapped[str]
+    zh: Mapped[str]
+    en: Mapped[str]
+    position: Mapped[int]
+    active: Mapped[bool] = mapped_column(server_default=TRUE)
+    created_at: Mapped[datetime] = mapped_column(server_default=NOW)
+
+
+class PatrolCheck(Base):
+    """A checklist item as ticked on one patrol (the last tick wins), with its note."""
+
+    __tablename__ = "patrol_checks"
+
+    patrol_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("patrols.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_code: Mapped[str] = mapped_column(ForeignKey("checklist_items.code"), primary_key=True)
+    ok: Mapped[bool]
+    note: Mapped[str | None]
+    checked_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(server_default=NOW)
+
+
+class PatrolSettings(Base):
+    """The one row of patrol evaluation settings (cleaning, coverage, difficulty, scores)."""
+
+    __tablename__ = "patrol_settings"
+
+    one: Mapped[bool] = mapped_column(primary_key=True, server_default=TRUE)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    updated_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
 
 
 # -- audit log ---------------------------------------------------------------------------
