@@ -105,6 +105,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tiles.router, prefix="/tiles")
     app.include_router(ogc.router, prefix="/ogc")
     app.include_router(pages.router)
+    app.include_router(patrol_reports.pages_router)
+    app.include_router(street_signs.pages_router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     if pages.maplibre_installed():
         app.mount("/vendor/maplibre-gl", StaticFiles(directory=pages.MAPLIBRE_DIR),

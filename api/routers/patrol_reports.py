@@ -5,3 +5,4 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 router = APIRouter()
+pages_router = APIRouter(include_in_schema=False)  # HTML pages, outside /api/v1
