@@ -22,7 +22,8 @@ class DemoUser:
     scope: tuple[str, ...]
     display_name: str
     department_code: str | None = None
-    chief_of_street_office: str | None = None  # bound to a 街巷长 of that street office
+    # bound to a person holding this assignment role in this street office
+    person_of: tuple[str, str] | None = None
 
 
 DEMO_USERS = (
@@ -34,19 +35,30 @@ DEMO_USERS = (
     DemoUser("demo_dispatcher", "demo-dispatcher-2026", "dispatcher", (XICHENG,),
              "西城区城管执法局调度（示范）", department_code=f"{XICHENG}.urban_management"),
     DemoUser("demo_chief", "demo-chief-2026", "street_chief", (GUANGWAI,),
-             "广外街道街巷长（示范）", chief_of_street_office=GUANGWAI),
+             "广外街道街巷长（示范）", person_of=(GUANGWAI, "street_chief")),
+    DemoUser("demo_steward", "demo-steward-2026", "street_chief", (GUANGWAI,),
+             "广外街道小巷管家（示范）", person_of=(GUANGWAI, "steward")),
     DemoUser("demo_planner", "demo-planner-2026", "planner", (), "网格规划（示范）"),
     DemoUser("demo_viewer", "demo-viewer-2026", "viewer", (), "领导查看（示范）"),
 )
 
 
-def _chief_person(conn: Connection, street_office: str) -> int | None:
-    """A current 街巷长 of a street in `street_office` (the lowest street id: stable)."""
+def _person(conn: Connection, street_office: str, role: str) -> int | None:
+    """A current holder of `role` on the streets of the 街巷长 of the first street of
+    `street_office` (the lowest ids: stable): that chief for `street_chief`, one of the
+    stewards (小巷管家) on the same streets for `steward`."""
     person = conn.scalar(text("""
-        SELECT sa.person_id FROM street_assignments sa JOIN streets s ON s.id = sa.street_id
-        WHERE s.street_office_code = :office AND sa.role = 'street_chief'
-          AND sa.valid_to IS NULL
-        ORDER BY s.id LIMIT 1"""), {"office": street_office})
+        WITH chief AS (
+            SELECT sa.person_id FROM street_assignments sa JOIN streets s ON s.id = sa.street_id
+            WHERE s.street_office_code = :office AND sa.role = 'street_chief'
+              AND sa.valid_to IS NULL
+            ORDER BY s.id LIMIT 1),
+        streets AS (
+            SELECT sa.street_id FROM street_assignments sa JOIN chief USING (person_id)
+            WHERE sa.role = 'street_chief' AND sa.valid_to IS NULL)
+        SELECT sa.person_id FROM street_assignments sa JOIN streets USING (street_id)
+        WHERE sa.role = :role AND sa.valid_to IS NULL
+        ORDER BY sa.person_id LIMIT 1"""), {"office": street_office, "role": role})
     return None if person is None else int(person)
 
 
@@ -59,10 +71,10 @@ def ensure_demo_users(conn: Connection, by: Actor) -> list[tuple[DemoUser, str]]
         if demo.username in existing:
             result.append((demo, "exists"))
             continue
-        person = (None if demo.chief_of_street_office is None
-                  else _chief_person(conn, demo.chief_of_street_office))
-        if demo.chief_of_street_office is not None and person is None:
-            result.append((demo, f"skipped: no 街巷长 in {demo.chief_of_street_office}"))
+        person = None if demo.person_of is None else _person(conn, *demo.person_of)
+        if demo.person_of is not None and person is None:
+            office, role = demo.person_of
+            result.append((demo, f"skipped: no {role} in {office}"))
             continue
         if demo.department_code is not None and not conn.scalar(
                 text("SELECT 1 FROM departments WHERE code = :c"), {"c": demo.department_code}):
