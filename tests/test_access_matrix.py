@@ -98,6 +98,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/departments/{department_id}/ratings"): COMMAND,
     ("GET", "/api/v1/departments/{department_id}/ratings"): NOT_CHIEF,
     ("POST", "/api/v1/incidents/{incident_id}/followup"): COMMAND,
+    ("GET", "/api/v1/patrol/me"): frozenset({"street_chief"}),
+    ("GET", "/api/v1/patrol/checklist"): ALL,
+    ("PUT", "/api/v1/patrol/checklist"): frozenset({"admin"}),
+    ("POST", "/api/v1/patrols"): frozenset({"street_chief"}),
+    ("GET", "/api/v1/patrols"): ALL,
+    ("GET", "/api/v1/patrols/{patrol_id}"): ALL,
+    ("GET", "/api/v1/patrols/{patrol_id}/points"): ALL,
+    ("POST", "/api/v1/patrols/{patrol_id}/fixes"): frozenset({"street_chief"}),
+    ("PUT", "/api/v1/patrols/{patrol_id}/checks/{item_code}"): frozenset({"street_chief"}),
+    ("POST", "/api/v1/patrols/{patrol_id}/reports"): frozenset({"street_chief"}),
+    ("POST", "/api/v1/patrols/{patrol_id}/end"): frozenset({"street_chief"}),
     **{("GET", f"/open311/v2/{path}.{fmt}"): PUBLIC
        for path in ("discovery", "services", "services/{service_code}", "requests",
                     "requests/{service_request_id}")
@@ -160,7 +171,8 @@ def _request(client: TestClient, world: World, method: str, path: str,
                       service_code="event-0101", service_request_id=world.incidents["xicheng"],
                       photo_id=1, team_id=world.team_id, dispatch_id=world.dispatch_id,
                       request_id=1, department_id=world.department_id, layer="grids", z=14,
-                      x=13487, y=6208, collection_id="grids", feature_id="1")
+                      x=13487, y=6208, collection_id="grids", feature_id="1",
+                      patrol_id=1, item_code="no_road_damage")
     if path == "/api/v1/events":  # a bad resume point answers at once instead of streaming
         headers = {**headers, "Last-Event-ID": "not-a-number"}
     response = client.request(method, url, headers=headers, follow_redirects=False)
