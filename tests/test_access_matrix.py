@@ -32,6 +32,8 @@ NOT_CHIEF = ALL - {"street_chief"}
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): PAGE,
+    ("GET", "/patrol"): PAGE,  # street chiefs; other roles get a "not for you" page
+    ("GET", "/patrol/sw.js"): PUBLIC,  # the patrol page's service worker (a static script)
     ("GET", "/login"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,

@@ -1,6 +1,8 @@
 """HTML pages: the login page (`GET /login`), the command page (`GET /`, signed-in users
-only: map, incident list, card, dashboard, live feed — ES modules in web/static/command/)
-and the API docs (`GET /docs`, public). Front-end assets come from web/node_modules (npm)
+only: map, incident list, card, dashboard, live feed — ES modules in web/static/command/),
+the mobile patrol page of 街巷长 and 小巷管家 (`GET /patrol`, ES modules in
+web/static/patrol/, with its offline service worker at `GET /patrol/sw.js`) and the API
+docs (`GET /docs`, public). Front-end assets come from web/node_modules (npm)
 and are served locally, never from a CDN."""
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from api.deps import SettingsDep, TemplatesDep
 from api.security import CSRF_COOKIE, OptionalUser
@@ -26,6 +28,9 @@ MAPLIBRE_DIR = WEB_DIR / "node_modules" / "maplibre-gl" / "dist"
 SWAGGER_DIR = WEB_DIR / "node_modules" / "swagger-ui-dist"
 INSTALL_HINT = "run `make demo` / `npm ci --prefix web`"
 LOGIN_PATH = "/login"
+PATROL_PATH = "/patrol"
+PATROL_ROLE = "street_chief"  # 街巷长 and 小巷管家 sign in with this role
+PATROL_SW = STATIC_DIR / "patrol" / "sw.js"
 # A same-site path: one leading "/" (not "//" or "/\\", which browsers read as another
 # host), no control characters (browsers drop tabs and newlines, "/\t/x" -> "//x").
 _SAFE_NEXT = re.compile(r"/(?![/\\])[^\x00-\x1f\x7f\\]{0,2000}")
@@ -64,14 +69,21 @@ def login(request: Request, templates: TemplatesDep,
         headers=NO_STORE)
 
 
+def _here(request: Request) -> str:
+    """This page's path and query (to come back to after signing in)."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, settings: SettingsDep, templates: TemplatesDep,
           user: OptionalUser) -> Response:
     """The command page (vector-tile map, incident list and card, dashboard, live feed)
-    for a signed-in user; anyone else is sent to the login page (303)."""
+    for a signed-in user; a user whose only role is street_chief goes to the patrol page,
+    anyone not signed in to the login page (303)."""
     if user is None:
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(login_url(here), status_code=303, headers=NO_STORE)
+        return RedirectResponse(login_url(_here(request)), status_code=303, headers=NO_STORE)
+    if user.roles == {PATROL_ROLE}:  # a 街巷长 / 小巷管家 and nothing else: the phone page
+        return RedirectResponse(PATROL_PATH, status_code=303, headers=NO_STORE)
     return templates.TemplateResponse(
         request,
         "index.html",
@@ -87,6 +99,47 @@ def index(request: Request, settings: SettingsDep, templates: TemplatesDep,
         },
         headers=NO_STORE,
     )
+
+
+@router.get(PATROL_PATH, response_class=HTMLResponse)
+def patrol(request: Request, settings: SettingsDep, templates: TemplatesDep,
+           user: OptionalUser) -> Response:
+    """The mobile patrol page (日巡) for a signed-in 街巷长 or 小巷管家 (role street_chief);
+    anyone else signed in gets a page saying it is not for them, anonymous visitors the
+    login page (303)."""
+    if user is None:
+        return RedirectResponse(login_url(_here(request)), status_code=303, headers=NO_STORE)
+    allowed = PATROL_ROLE in user.roles
+    return templates.TemplateResponse(
+        request,
+        "patrol.html",
+        {
+            "allowed": allowed,
+            "maplibre_installed": maplibre_installed(),
+            "install_hint": INSTALL_HINT,
+            "user": user,
+            "config": {
+                "apiBase": "/api/v1",
+                "csrfCookie": CSRF_COOKIE,
+                "loginPath": LOGIN_PATH,
+                "userId": user.user_id,
+                "userName": user.display_name or user.username,
+                "allowed": allowed,
+                "serviceWorker": f"{PATROL_PATH}/sw.js",
+                "photoMaxBytes": settings.photo_max_bytes,
+            },
+        },
+        headers=NO_STORE,
+    )
+
+
+@router.get(f"{PATROL_PATH}/sw.js")
+def patrol_service_worker() -> FileResponse:
+    """The patrol page's service worker: keeps the page and its scripts for reloads while
+    offline. Served here (not under /static) so that it may control `/patrol`."""
+    return FileResponse(PATROL_SW, media_type="text/javascript",
+                        headers={"Service-Worker-Allowed": PATROL_PATH,
+                                 "Cache-Control": "no-cache"})
 
 
 @router.get("/docs", response_class=HTMLResponse)
