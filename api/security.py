@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
 
 from api.deps import ConnDep, EngineDep, SettingsDep
+from api.settings import Settings
 from gis import auth
 from gis.audit import Actor
 from gis.auth import Principal
@@ -149,16 +150,28 @@ class RateLimiter:
                 hits.popleft()
             if len(hits) >= limit:
                 raise TooManyRequests(
-                    f"rate limit: at most {limit} requests per minute to {name}; slow down",
+                    f"rate limit: at most {limit} requests {_per(window_s)} to {name}; "
+                    "slow down",
                     retry_after=int(hits[0] + window_s - now) + 1)
             hits.append(now)
 
 
-def rate_limited(name: str) -> Callable[[Request, SettingsDep], Awaitable[None]]:
-    """A dependency limiting each client address to the public rate on endpoint `name`."""
+def _per(window_s: float) -> str:
+    """A window in words: "per minute", "per hour", "per 90 s"."""
+    return {60.0: "per minute", 3600.0: "per hour"}.get(float(window_s), f"per {window_s:g} s")
+
+
+def _public_rate(settings: Settings) -> int:
+    return settings.public_rate_per_minute
+
+
+def rate_limited(name: str, limit_of: Callable[[Settings], int] = _public_rate,
+                 window_s: float = 60.0) -> Callable[[Request, SettingsDep], Awaitable[None]]:
+    """A dependency limiting each client address on endpoint `name` to `limit_of(settings)`
+    requests per `window_s` seconds (default: the public rate per minute)."""
 
     async def limit(request: Request, settings: SettingsDep) -> None:
         limiter: RateLimiter = request.app.state.rate_limiter
-        limiter.hit(name, client_ip(request), settings.public_rate_per_minute)
+        limiter.hit(name, client_ip(request), limit_of(settings), window_s)
 
     return limit

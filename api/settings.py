@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     public_report_per_hour: int = Field(
         default=20, ge=1, description="citizen reports per hour per client address through a "
                                       "street sign's QR form, per worker process")
+    public_base_url: str | None = Field(
+        default=None, description="the address citizens reach the site at (e.g. "
+                                  "https://gridops.example.gov.cn), encoded in the QR codes "
+                                  "of street signs; default: the base URL of the request")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -27,12 +27,9 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def add_photo(conn: Connection, reader: Principal, incident_id: int, data: bytes,
-              max_bytes: int, by: audit.Actor) -> dict[str, Any]:
-    """Attach an image to an incident `reader` may see (caller commits). InvalidInput names
-    the field `photo` for an empty, oversize or non-image file; the same image twice is a
-    Conflict naming the first copy."""
-    incident = get_incident(conn, reader, incident_id)  # NotFound outside the scope
+def check_image(data: bytes, max_bytes: int) -> str:
+    """The image type of `data` (JPEG, PNG or WebP, by its bytes); InvalidInput naming the
+    field `photo` for an empty, oversize or non-image file."""
     if not data:
         raise InvalidInput("photo: the file is empty", field="photo")
     if len(data) > max_bytes:
@@ -41,6 +38,16 @@ def add_photo(conn: Connection, reader: Principal, incident_id: int, data: bytes
     kind = sniff(data)
     if kind is None:
         raise InvalidInput("photo: not a JPEG, PNG or WebP image", field="photo")
+    return kind
+
+
+def store_photo(conn: Connection, incident_id: int, district_code: str, data: bytes,
+                max_bytes: int, by: audit.Actor) -> dict[str, Any]:
+    """Attach an image to incident `incident_id` (in district `district_code`) with an audit
+    row, without a reader's scope check: the caller decides who may (caller commits).
+    InvalidInput names `photo` for a bad file; a tenth photo or the same image twice is a
+    Conflict naming the first copy."""
+    kind = check_image(data, max_bytes)
     count = conn.scalar(text("SELECT count(*) FROM incident_photos WHERE incident_id = :i"),
                         {"i": incident_id})
     if count >= MAX_PHOTOS:
@@ -52,19 +59,27 @@ def add_photo(conn: Connection, reader: Principal, incident_id: int, data: bytes
     if existing is not None:
         raise Conflict(f"photo: this image is already attached (photo {existing})",
                        field="photo")
-    district = incident["properties"]["district_code"]
     row = conn.execute(text("""
         INSERT INTO incident_photos (incident_id, content_type, data, size_bytes, sha256,
                                      uploaded_by, district_code)
         VALUES (:i, :kind, :data, :size, :sha, :user, :district)
         RETURNING id, incident_id, content_type, size_bytes, sha256, uploaded_at
     """), {"i": incident_id, "kind": kind, "data": data, "size": len(data), "sha": digest,
-           "user": by.user_id, "district": district}).mappings().one()
+           "user": by.user_id, "district": district_code}).mappings().one()
     photo = dict(row)
     audit.record(conn, by, action="incident.photo", object_type="incident",
-                 object_id=str(incident_id), district_code=district,
+                 object_id=str(incident_id), district_code=district_code,
                  after={"photo_id": photo["id"], "content_type": kind, "size_bytes": len(data)})
     return photo
+
+
+def add_photo(conn: Connection, reader: Principal, incident_id: int, data: bytes,
+              max_bytes: int, by: audit.Actor) -> dict[str, Any]:
+    """Attach an image to an incident `reader` may see (caller commits): `store_photo`
+    after the scope check (NotFound outside the scope)."""
+    incident = get_incident(conn, reader, incident_id)
+    return store_photo(conn, incident_id, incident["properties"]["district_code"], data,
+                       max_bytes, by)
 
 
 def list_photos(conn: Connection, reader: Principal, incident_id: int) -> list[dict[str, Any]]:

@@ -111,6 +111,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/patrols/{patrol_id}/checks/{item_code}"): frozenset({"street_chief"}),
     ("POST", "/api/v1/patrols/{patrol_id}/reports"): frozenset({"street_chief"}),
     ("POST", "/api/v1/patrols/{patrol_id}/end"): frozenset({"street_chief"}),
+    ("GET", "/api/v1/streets/{street_id}/sign.svg"): frozenset(
+        {"admin", "operator", "street_chief", "planner", "viewer"}),
+    ("GET", "/api/v1/public/streets/{street_id}"): PUBLIC,
+    ("POST", "/api/v1/public/street-reports"): PUBLIC,
+    ("GET", "/report/street/{street_id}"): PUBLIC,
+    ("GET", "/signs"): PAGE,
     **{("GET", f"/open311/v2/{path}.{fmt}"): PUBLIC
        for path in ("discovery", "services", "services/{service_code}", "requests",
                     "requests/{service_request_id}")
@@ -174,7 +180,7 @@ def _request(client: TestClient, world: World, method: str, path: str,
                       photo_id=1, team_id=world.team_id, dispatch_id=world.dispatch_id,
                       request_id=1, department_id=world.department_id, layer="grids", z=14,
                       x=13487, y=6208, collection_id="grids", feature_id="1",
-                      patrol_id=1, item_code="no_road_damage")
+                      patrol_id=1, item_code="no_road_damage", street_id=world.street_id)
     if path == "/api/v1/events":  # a bad resume point answers at once instead of streaming
         headers = {**headers, "Last-Event-ID": "not-a-number"}
     response = client.request(method, url, headers=headers, follow_redirects=False)
