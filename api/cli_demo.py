@@ -116,3 +116,26 @@ def simulate(
                 time.sleep(max(interval - (time.monotonic() - started), 0.0))
         except KeyboardInterrupt:
             out.print("simulation stopped")
+
+
+@demo_app.command()
+def patrols(
+    days: Annotated[int, typer.Option(min=1, max=366,
+                                      help="how many working days of history")] = 30,
+    street_office: Annotated[list[str] | None, typer.Option(
+        "--street-office", help="street office code (repeat); default 广外 and 太平桥")] = None,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed, the same walks")] = 7,
+    until: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="last day (Beijing); default yesterday")] = None,
+) -> None:
+    """DEMO ONLY: synthetic 日巡 history (tracks, checklist ticks, a few problems) for the
+    街巷长 and 小巷管家 of some street offices over the last DAYS working days."""
+    from gis.demo_patrols import DEFAULT_STREET_OFFICES, simulate_history
+
+    started = time.monotonic()
+    with engine_for(Settings().live_db_url()) as engine, engine.begin() as conn:
+        counts = simulate_history(conn, days, street_office or DEFAULT_STREET_OFFICES,
+                                  seed=seed, until=until.date() if until else None,
+                                  by=Actor("demo"))
+    out.print(f"[green]synthetic patrols written[/] in {time.monotonic() - started:.0f} s: "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -29,6 +29,13 @@ Rule = frozenset[str] | str
 COMMAND = frozenset({"admin", "operator"})  # the command center
 TEAM_SIDE = frozenset({"admin", "operator", "dispatcher"})  # + the department's dispatcher
 NOT_CHIEF = ALL - {"street_chief"}
+NOT_DISPATCHER = ALL - {"dispatcher"}  # street chiefs: their own work log and evaluation row
+SUPERVISORS = frozenset({"admin", "operator", "planner", "viewer"})
+
+
+class RolePage(frozenset[str]):
+    """A page for some roles: anonymous browsers go to /login, other roles get a 403 page."""
+
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): PAGE,
@@ -117,6 +124,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/public/street-reports"): PUBLIC,
     ("GET", "/report/street/{street_id}"): PUBLIC,
     ("GET", "/signs"): PAGE,
+    # patrol reports: work logs, the evaluation (日巡/周查/月评), settings, supervisor page
+    ("GET", "/api/v1/people/{person_id}/worklog"): NOT_DISPATCHER,
+    ("GET", "/api/v1/patrol-evaluation"): NOT_DISPATCHER,
+    ("GET", "/api/v1/patrol-evaluation/streets"): NOT_DISPATCHER,
+    ("GET", "/api/v1/patrol-evaluation/street-offices"): NOT_DISPATCHER,
+    ("GET", "/api/v1/patrol-settings"): SUPERVISORS,
+    ("PUT", "/api/v1/patrol-settings"): frozenset({"admin"}),
+    ("GET", "/patrol/supervise"): RolePage(SUPERVISORS),
     **{("GET", f"/open311/v2/{path}.{fmt}"): PUBLIC
        for path in ("discovery", "services", "services/{service_code}", "requests",
                     "requests/{service_request_id}")
@@ -141,7 +156,8 @@ def render_matrix() -> str:
     lines = ["| endpoint | anonymous | " + " | ".join(ROLES) + " |",
              "|---|---|" + "---|" * len(ROLES)]
     for (method, path), rule in sorted(RULES.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        anonymous = {PUBLIC: "✓", PAGE: "→ login", KEY: "key"}.get(str(rule), "401")
+        anonymous = "→ login" if isinstance(rule, RolePage) else {
+            PUBLIC: "✓", PAGE: "→ login", KEY: "key"}.get(str(rule), "401")
         cells = ["key" if rule == KEY else
                  "✓" if isinstance(rule, str) or role in rule else "403" for role in ROLES]
         lines.append(f"| `{method} {path}` | {anonymous} | " + " | ".join(cells) + " |")
@@ -180,7 +196,8 @@ def _request(client: TestClient, world: World, method: str, path: str,
                       photo_id=1, team_id=world.team_id, dispatch_id=world.dispatch_id,
                       request_id=1, department_id=world.department_id, layer="grids", z=14,
                       x=13487, y=6208, collection_id="grids", feature_id="1",
-                      patrol_id=1, item_code="no_road_damage", street_id=world.street_id)
+                      patrol_id=1, item_code="no_road_damage", street_id=world.street_id,
+                      person_id=world.person_id)
     if path == "/api/v1/events":  # a bad resume point answers at once instead of streaming
         headers = {**headers, "Last-Event-ID": "not-a-number"}
     response = client.request(method, url, headers=headers, follow_redirects=False)
@@ -198,7 +215,7 @@ def test_anonymous(matrix_client: tuple[TestClient, World], method: str, path: s
         assert status not in (401, 403)
     elif rule == KEY:
         assert status == 403
-    elif rule == PAGE:
+    elif rule == PAGE or isinstance(rule, RolePage):
         assert status == 303
     else:
         assert status == 401
