@@ -54,6 +54,8 @@ db: deps
 # -- The two commands ----------------------------------------------------------------
 demo: db
 	$(GRIDOPS) demo load
+	# a month of synthetic 日巡 patrols in 广外 and 太平桥 for the evaluation (adds only missing days)
+	$(GRIDOPS) demo patrols --days 30
 	# demo teams drive around (fresh positions for the map and recommendations) while it serves
 	$(GRIDOPS) demo simulate --interval 15 > .gridops/simulate.log 2>&1 & sim=$$!; \
 	trap 'kill $$sim' EXIT INT TERM; $(GRIDOPS) serve

@@ -368,11 +368,19 @@ def _params(win: Window, scope: EvalScope, config: dict[str, Any], tz: str,
     }
 
 
-def _plan_simply(conn: Connection) -> None:
-    """No JIT for this transaction: the coverage function's unknown cost inflates the
-    estimates past the JIT threshold, and compiling costs seconds on a query that runs in
-    well under one."""
+def _prepare(conn: Connection, user: Principal, period: str, day: date | None,
+             street_office: str | None, srid: int, today: date | None) -> tuple[Any, ...]:
+    """The calendar, the period window, the caller's scope, the settings and the bound
+    parameters of an evaluation query. JIT is off for the transaction: the coverage
+    function's unknown cost inflates the estimates past the JIT threshold, and compiling
+    costs seconds on a query that runs in well under one."""
+    cal = catalog.current_calendar(conn)
+    today = today or beijing_today(conn, cal)
+    win = window(cal, period, day or today, today)
+    scope = scope_for(conn, user, street_office, win, cal.timezone)
+    config = patrol_settings.current(conn)
     conn.execute(text("SET LOCAL jit = off"))
+    return cal, win, scope, config, _params(win, scope, config, cal.timezone, srid)
 
 
 def _num(value: Any) -> float | None:
@@ -386,13 +394,9 @@ def evaluate(conn: Connection, user: Principal, period: str, day: date | None = 
     row per person and role group (街巷长 ranked together, 小巷管家 separately) with their
     streets, compliance, coverage, problems found / by others, score, rank and the
     excellent flag. Street chiefs get only their own rows."""
-    cal = catalog.current_calendar(conn)
-    today = today or beijing_today(conn, cal)
-    win = window(cal, period, day or today, today)
-    scope = scope_for(conn, user, street_office, win, cal.timezone)
-    config = patrol_settings.current(conn)
-    _plan_simply(conn)
-    rows = conn.execute(text(_RANKING), _params(win, scope, config, cal.timezone, srid))
+    cal, win, scope, config, params = _prepare(conn, user, period, day, street_office,
+                                               srid, today)
+    rows = conn.execute(text(_RANKING), params)
     out = []
     for r in rows.mappings():
         out.append({
@@ -415,14 +419,8 @@ def street_map(conn: Connection, user: Principal, period: str, day: date | None 
     chief, compliance and coverage of the period (any assignee's patrol counts), the
     difficulty coefficient and `covered` (every required working day met the threshold).
     Street chiefs get only their own streets."""
-    cal = catalog.current_calendar(conn)
-    today = today or beijing_today(conn, cal)
-    win = window(cal, period, day or today, today)
-    scope = scope_for(conn, user, street_office, win, cal.timezone)
-    config = patrol_settings.current(conn)
-    _plan_simply(conn)
-    collection = conn.scalar(text(_STREET_MAP),
-                             _params(win, scope, config, cal.timezone, srid))
+    _, win, _, config, params = _prepare(conn, user, period, day, street_office, srid, today)
+    collection = conn.scalar(text(_STREET_MAP), params)
     result: dict[str, Any] = dict(collection) if isinstance(collection, dict) else \
         json.loads(collection)
     result["period"] = win.as_json()
@@ -503,14 +501,9 @@ def difficulty(conn: Connection, user: Principal, day: date, *,
                today: date | None = None) -> dict[int, dict[str, float]]:
     """street_id → {length_m, incidents, rho, h, d} for the month holding `day` (the
     components of the difficulty coefficient, for checks and the docs)."""
-    cal = catalog.current_calendar(conn)
-    today = today or beijing_today(conn, cal)
-    win = window(cal, "month", day, today)
-    scope = scope_for(conn, user, street_office, win, cal.timezone)
-    config = patrol_settings.current(conn)
-    _plan_simply(conn)
+    *_, params = _prepare(conn, user, "month", day, street_office, srid, today)
     sql = _CTES + " SELECT id, len_m, window_incidents, rho, h, d FROM diff"  # noqa: S608
-    rows = conn.execute(text(sql), _params(win, scope, config, cal.timezone, srid))
+    rows = conn.execute(text(sql), params)
     return {int(r["id"]): {"length_m": float(r["len_m"]),
                            "incidents": float(r["window_incidents"]),
                            "rho": float(r["rho"] or 0), "h": float(r["h"]), "d": float(r["d"])}

@@ -27,9 +27,9 @@ from api.settings import Settings
 from gis import catalog, patrol_eval, users
 from gis.audit import Actor
 from gis.auth import Principal
+from tests.auth_world import PASSWORD, bearer
 
 BJ = ZoneInfo("Asia/Shanghai")
-PASSWORD = "correct horse battery"
 XICHENG, FENGTAI, GUANGWAI = "110102", "110106", "110102020"
 LAT = 39.88
 STREETS = {"S1": (116.300, 116.310), "S2": (116.320, 116.325), "S3": (116.330, 116.345)}
@@ -167,13 +167,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-def auth(client: TestClient, username: str) -> dict[str, str]:
-    response = client.post("/api/v1/auth/token",
-                           data={"username": username, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 def _majors() -> int:
     classes = catalog.load_catalog().classes
     return len(classes[["kind", "major_code"]].drop_duplicates())
@@ -220,7 +213,7 @@ def test_difficulty_coefficients_equal_a_hand_computation(engine: Engine,
 
 def test_difficulty_is_clamped_and_configurable(client: TestClient, engine: Engine,
                                                 month_world: World) -> None:
-    admin = auth(client, "admin")
+    admin = bearer(client, "admin")
     config = client.get("/api/v1/patrol-settings", headers=admin).json()
     config["difficulty"].update({"length_weight": 1.0, "min": 0.95, "max": 1.1})
     assert client.put("/api/v1/patrol-settings", json=config, headers=admin).status_code == 200
@@ -234,7 +227,7 @@ def test_difficulty_is_clamped_and_configurable(client: TestClient, engine: Engi
 
 def test_month_scores_ranking_and_the_excellent_flag(client: TestClient,
                                                      month_world: World) -> None:
-    admin = auth(client, "admin")
+    admin = bearer(client, "admin")
     response = client.get("/api/v1/patrol-evaluation", headers=admin, params={
         "period": "month", "date": "2026-10-15", "street_office": GUANGWAI})
     assert response.status_code == 200, response.text
@@ -302,7 +295,7 @@ def test_month_scores_ranking_and_the_excellent_flag(client: TestClient,
 
 
 def test_the_street_map_marks_uncovered_streets(client: TestClient, month_world: World) -> None:
-    admin = auth(client, "admin")
+    admin = bearer(client, "admin")
     response = client.get("/api/v1/patrol-evaluation/streets", headers=admin, params={
         "period": "day", "date": "2026-10-30", "street_office": GUANGWAI})
     assert response.status_code == 200
@@ -341,7 +334,7 @@ def week_world(engine: Engine) -> World:
 
 def test_compliance_counts_working_days_across_a_holiday_and_a_weekend(
         client: TestClient, week_world: World) -> None:
-    admin = auth(client, "admin")
+    admin = bearer(client, "admin")
 
     def row(period: str, day: str) -> tuple[dict[str, object], dict[str, object]]:
         response = client.get("/api/v1/patrol-evaluation", headers=admin,
@@ -378,11 +371,11 @@ def test_who_may_read_the_evaluation(client: TestClient, month_world: World) -> 
     params = {"period": "month", "date": "2026-10-15"}
     for username in ("admin", "viewer", "planner", "op_xc"):
         response = client.get("/api/v1/patrol-evaluation", params=params,
-                              headers=auth(client, username))
+                              headers=bearer(client, username))
         assert response.status_code == 200, (username, response.text)
         assert len(response.json()["rows"]) == 3
     # a scoped operator elsewhere sees nobody, and may not ask for a street office outside
-    ft = auth(client, "op_ft")
+    ft = bearer(client, "op_ft")
     assert client.get("/api/v1/patrol-evaluation", params=params,
                       headers=ft).json()["rows"] == []
     response = client.get("/api/v1/patrol-evaluation", headers=ft,
@@ -390,18 +383,18 @@ def test_who_may_read_the_evaluation(client: TestClient, month_world: World) -> 
     assert response.status_code == 403 and response.json()["detail"][0]["field"] == "street_office"
     # a chief: only their own row, with its rank among the chiefs of the street office
     response = client.get("/api/v1/patrol-evaluation", params=params,
-                          headers=auth(client, "chief_zhang"))
+                          headers=bearer(client, "chief_zhang"))
     assert response.status_code == 200
     [own] = response.json()["rows"]
     assert own["name"] == "张三" and own["rank"] == 2
     streets = client.get("/api/v1/patrol-evaluation/streets", params=params,
-                         headers=auth(client, "chief_zhang")).json()
+                         headers=bearer(client, "chief_zhang")).json()
     assert {f["properties"]["name"] for f in streets["features"]} == {"街巷S1", "街巷S2"}
     response = client.get("/api/v1/patrol-evaluation", params=params,
-                          headers=auth(client, "disp"))
+                          headers=bearer(client, "disp"))
     assert response.status_code == 403 and response.json()["detail"][0]["field"] == "role"
     assert client.get("/api/v1/patrol-evaluation", params=params).status_code == 401
-    admin = auth(client, "admin")
+    admin = bearer(client, "admin")
     for name, value in (("date", "2026-13-01"), ("date", "20261015"), ("date", "9999-12-31"),
                         ("period", "year"), ("street_office", "1101")):
         response = client.get("/api/v1/patrol-evaluation", headers=admin,
@@ -412,17 +405,17 @@ def test_who_may_read_the_evaluation(client: TestClient, month_world: World) -> 
 
 def test_patrol_settings_are_checked_and_audited(client: TestClient, engine: Engine,
                                                  month_world: World) -> None:
-    admin = auth(client, "admin")
+    admin = bearer(client, "admin")
     config = client.get("/api/v1/patrol-settings", headers=admin).json()
     assert config["coverage"] == {"radius_m": 30, "daily_threshold": 0.8}
     for role in ("viewer", "planner", "op_xc"):
         assert client.get("/api/v1/patrol-settings",
-                          headers=auth(client, role)).status_code == 200
+                          headers=bearer(client, role)).status_code == 200
     for role in ("chief_zhang", "disp"):
         assert client.get("/api/v1/patrol-settings",
-                          headers=auth(client, role)).status_code == 403
+                          headers=bearer(client, role)).status_code == 403
     assert client.put("/api/v1/patrol-settings", json=config,
-                      headers=auth(client, "viewer")).status_code == 403
+                      headers=bearer(client, "viewer")).status_code == 403
 
     def put(change: dict[str, dict[str, object]]) -> tuple[int, str | None]:
         body = {k: dict(v) for k, v in config.items()}

@@ -28,9 +28,9 @@ from api.app import create_app
 from api.settings import Settings
 from gis import catalog, users
 from gis.audit import Actor
+from tests.auth_world import PASSWORD, bearer
 
 BJ = ZoneInfo("Asia/Shanghai")
-PASSWORD = "correct horse battery"
 XICHENG, FENGTAI, GUANGWAI = "110102", "110106", "110102020"
 LAT = 39.88
 DAY = "2026-10-15"
@@ -168,13 +168,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-def auth(client: TestClient, username: str) -> dict[str, str]:
-    response = client.post("/api/v1/auth/token",
-                           data={"username": username, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 def expected_s2(day: Day) -> float:
     """S2's coverage: its west half plus the 30 m the buffer reaches past the track's end."""
     return (day.length["S2"] / 2 + 30) / day.length["S2"]
@@ -182,7 +175,7 @@ def expected_s2(day: Day) -> float:
 
 def test_the_json_log_equals_the_hand_computed_day(client: TestClient, day: Day) -> None:
     response = client.get("/api/v1/people/me/worklog", params={"date": DAY},
-                          headers=auth(client, "chief_zhang"))
+                          headers=bearer(client, "chief_zhang"))
     assert response.status_code == 200, response.text
     log = response.json()
     assert log["person"]["name"] == "张三" and log["date"] == DAY and log["working_day"]
@@ -223,7 +216,7 @@ def test_the_json_log_equals_the_hand_computed_day(client: TestClient, day: Day)
 
 
 def test_csv_and_printable_html_carry_the_same_numbers(client: TestClient, day: Day) -> None:
-    headers = auth(client, "op_xc")
+    headers = bearer(client, "op_xc")
     path = f"/api/v1/people/{day.zhang}/worklog"
     response = client.get(path, params={"date": DAY, "format": "csv"}, headers=headers)
     assert response.status_code == 200
@@ -261,14 +254,14 @@ def test_csv_and_printable_html_carry_the_same_numbers(client: TestClient, day: 
     ("op_xc", 200), ("op_ft", 404), ("chief_li", 403), ("disp", 403)])
 def test_who_may_read_a_log(client: TestClient, day: Day, username: str, status: int) -> None:
     response = client.get(f"/api/v1/people/{day.zhang}/worklog", params={"date": DAY},
-                          headers=auth(client, username))
+                          headers=bearer(client, username))
     assert response.status_code == status, response.text
     if status == 403:
         assert response.json()["detail"][0]["field"] in ("person_id", "role")
 
 
 def test_bad_requests_name_the_field(client: TestClient, day: Day) -> None:
-    headers = auth(client, "admin")
+    headers = bearer(client, "admin")
     assert client.get(f"/api/v1/people/{day.zhang}/worklog").status_code == 401
     for value in ("2026-02-30", "15/10/2026", "yesterday", "9999-12-31", "0001-01-01"):
         response = client.get(f"/api/v1/people/{day.zhang}/worklog", params={"date": value},
@@ -288,7 +281,7 @@ def test_bad_requests_name_the_field(client: TestClient, day: Day) -> None:
     assert response.status_code == 422 and response.json()["detail"][0]["field"] == "format"
     # another chief's own log holds nothing of 张三's day
     log = client.get("/api/v1/people/me/worklog", params={"date": DAY},
-                     headers=auth(client, "chief_li")).json()
+                     headers=bearer(client, "chief_li")).json()
     assert [s["name"] for s in log["streets"]] == ["南线阁街"]
     assert log["streets"][0]["coverage"] == 0.0 and log["streets"][0]["compliant"] is False
     assert log["problems"] == [] and log["checks"] == []

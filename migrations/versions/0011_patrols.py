@@ -43,7 +43,7 @@ CHECKLIST = [
     ("has_culture", "十有", "有文化内涵", "Has cultural character"),
 ]
 
-# Documented in docs/patrols.md; editable through PUT /api/v1/patrol-settings.
+# Documented in docs/patrol-evaluation.md; editable through PUT /api/v1/patrol-settings.
 SETTINGS = {
     "cleaning": {"max_accuracy_m": 50, "max_speed_mps": 12},
     "coverage": {"radius_m": 30, "daily_threshold": 0.8},

@@ -2,29 +2,14 @@
 // value of the readable CSRF cookie). A 401 means the session is gone: the page goes to the
 // login page and comes back here (the offline queue stays in IndexedDB meanwhile).
 
-export const config = JSON.parse(document.getElementById("gridops-config").textContent);
+import { ApiError, describeError, readCookie, settings as config } from "../command/api.js";
+
+export { ApiError, config, describeError };
 
 let leaving = false;
 
 /** The request could not reach the server (offline, DNS, connection reset). */
 export class NetworkError extends Error {}
-
-/** The server answered with an error status. */
-export class ApiError extends Error {
-  constructor(message, status, body) {
-    super(message);
-    this.status = status;
-    this.body = body;
-  }
-}
-
-export function readCookie(name) {
-  for (const part of document.cookie.split("; ")) {
-    const [key, ...value] = part.split("=");
-    if (key === name) return decodeURIComponent(value.join("="));
-  }
-  return null;
-}
 
 export function goToLogin() {
   if (leaving) return;
@@ -34,15 +19,6 @@ export function goToLogin() {
 }
 
 export const isLeaving = () => leaving;
-
-/** The server's reason: its `detail` text, or "field: msg" items of a 422. */
-export function describeError(body, status) {
-  if (typeof body?.detail === "string") return body.detail;
-  if (Array.isArray(body?.detail)) {
-    return body.detail.map((d) => (d.field ? `${d.field}: ${d.msg}` : d.msg)).join("; ");
-  }
-  return `HTTP ${status}`;
-}
 
 /**
  * One call: `json` (a body sent as JSON) or `form` (FormData, multipart), extra `headers`.
