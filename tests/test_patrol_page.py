@@ -232,6 +232,12 @@ def queued(page: Page) -> int:
     return int(page.locator("#sync").get_attribute("data-count") or "0")
 
 
+def wait_queued(page: Page, at_least: int) -> None:
+    """Until the visible queue count reaches `at_least` (it follows the IndexedDB write)."""
+    page.wait_for_function(
+        "(n) => Number(document.querySelector('#sync').dataset.count || 0) >= n", arg=at_least)
+
+
 def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(artifacts() / f"{name}-360.png"))
 
@@ -299,7 +305,7 @@ def _walk(context: BrowserContext, page: Page, engine: Engine, street: int) -> N
     expect(page.locator("#patrol-street")).to_contain_text(STREET)
     walker.wait_recorded()  # the first fix, where the walk starts
     walker.walk(6)
-    page.wait_for_function("window.gridopsPatrol.state.patrol.serverId !== null")
+    page.wait_for_function("window.gridopsPatrol.state.patrol?.serverId != null")
 
     # two items ticked, one with a note
     checks = [tick(page, 0, True), tick(page, 1, False, NOTE)]
@@ -334,7 +340,7 @@ def _walk(context: BrowserContext, page: Page, engine: Engine, street: int) -> N
     expect(page.locator("#sync")).to_have_attribute("data-online", "false")
     before = queued(page)
     walker.walk(6)
-    assert queued(page) >= before + 6
+    wait_queued(page, before + 6)
     expect(page.locator("#sync-text")).to_have_text(f"待同步 {queued(page)}")
     expect(page.locator("#sync-state")).to_have_text("离线")
     checks.append(tick(page, 2, True))
@@ -353,11 +359,11 @@ def _walk(context: BrowserContext, page: Page, engine: Engine, street: int) -> N
     page.wait_for_selector("body[data-ready=true]")
     expect(page.locator("#patrol-street")).to_contain_text(STREET)
     assert walker.recorded() >= recorded
-    assert queued(page) >= waiting
+    wait_queued(page, waiting)
     expect(page.locator(".check-item").nth(2)).to_have_attribute("data-state", "ok")
     expect(page.locator(".check-item").nth(1).locator(".check-note")).to_have_value(NOTE)
     walker.walk(3)
-    assert queued(page) >= waiting + 3
+    wait_queued(page, waiting + 3)
 
     # online again: everything is sent, the count drops to 0
     context.set_offline(False)
@@ -469,7 +475,7 @@ def test_refused_items_stay_visible_and_server_errors_are_retried(
         sign_in(page)
         page.locator(f'.street[data-street-id="{street}"]').click()
         page.get_by_role("button", name="开始巡查").click()
-        page.wait_for_function("window.gridopsPatrol.state.patrol.serverId !== null")
+        page.wait_for_function("window.gridopsPatrol.state.patrol?.serverId != null")
 
         page.route("**/checks/**", flaky)
         ok_code, _, _ = tick(page, 0, True)

@@ -1,6 +1,6 @@
 // Chinese first, English on request; the choice is kept in localStorage.
 
-const STORE_KEY = "gridops.lang";
+import { createI18n } from "../i18n.js";
 
 const ZH = {
   title: "GridOps 指挥中心", toggle: "EN", toggleLabel: "English", supervise: "街巷长考核",
@@ -116,50 +116,8 @@ const EN = {
     failed: (m) => `Failed: ${m}` },
 };
 
-const DICTS = { zh: ZH, en: EN };
-const listeners = [];
-let lang = localStorage.getItem(STORE_KEY) === "en" ? "en" : "zh";
-
-export const currentLang = () => lang;
-
-/** The text for a dotted key ("card.due"), called with `args` when it is a function. */
-export function t(key, ...args) {
-  let value = DICTS[lang];
-  for (const part of key.split(".")) value = value?.[part];
-  if (value === undefined) return key.split(".").pop();
-  return typeof value === "function" ? value(...args) : value;
-}
-
-/** A label from a group ("status", "pending"), falling back to the raw value. */
-export const label = (group, value) => DICTS[lang][group]?.[value] ?? value ?? "—";
-
-export function onLanguage(fn) {
-  listeners.push(fn);
-}
-
-export function setLang(next) {
-  lang = next;
-  localStorage.setItem(STORE_KEY, lang);
-  applyStatic();
-  for (const fn of listeners) fn(lang);
-}
-
-export function toggleLang() {
-  setLang(lang === "zh" ? "en" : "zh");
-}
-
-/** Texts of elements marked data-i18n="key"; titles of data-i18n-title. */
-export function applyStatic() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  document.title = t("title");
-  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const el of document.querySelectorAll("[data-i18n-label]")) {
-    el.setAttribute("aria-label", t(el.dataset.i18nLabel));
-  }
-  const button = document.getElementById("lang-toggle");
-  button.textContent = t("toggle");
-  button.setAttribute("aria-label", t("toggleLabel"));
-}
+const i18n = createI18n({ zh: ZH, en: EN }, { title: (t) => t("title") });
+export const { applyStatic, currentLang, label, onLanguage, setLang, t, toggleLang } = i18n;
 
 /** Local time "MM-DD HH:mm" (Beijing time in the demo: the browser's zone). */
 export function shortTime(value) {
@@ -176,7 +134,7 @@ export function duration(seconds) {
   const hh = Math.floor((s % 86400) / 3600);
   const mm = Math.floor((s % 3600) / 60);
   const ss = s % 60;
-  const zh = lang === "zh";
+  const zh = currentLang() === "zh";
   if (d) return zh ? `${d}天${hh}时` : `${d} d ${hh} h`;
   if (hh) return zh ? `${hh}时${String(mm).padStart(2, "0")}分` : `${hh} h ${mm} min`;
   return zh ? `${mm}分${String(ss).padStart(2, "0")}秒` : `${mm} min ${ss} s`;

@@ -1,7 +1,7 @@
 // Chinese first, English on request; the choice is kept in localStorage "gridops.lang"
 // (shared with the login and command pages).
 
-const STORE_KEY = "gridops.lang";
+import { createI18n } from "../i18n.js";
 
 const duration = (s, [h, m, sec]) => {
   const hours = Math.floor(s / 3600);
@@ -113,9 +113,8 @@ const EN = {
   duration: (s) => duration(s, ["h", "min", "s"]),
 };
 
-const DICTS = { zh: ZH, en: EN };
-const listeners = [];
-let lang = localStorage.getItem(STORE_KEY) === "en" ? "en" : "zh";
+const i18n = createI18n({ zh: ZH, en: EN });
+export const { applyStatic, currentLang, label, onLanguage, setLang, t, toggleLang } = i18n;
 
 export function fmtLength(m) {
   if (m === null || m === undefined || Number.isNaN(m)) return "—";
@@ -124,40 +123,3 @@ export function fmtLength(m) {
 
 export const fmtPercent = (share) => (share === null || share === undefined ? "—"
   : `${Math.round(share * 100)}%`);
-
-export const currentLang = () => lang;
-
-/** The text for a dotted key ("streets.title"); functions are called with `args`. */
-export function t(key, ...args) {
-  let value = DICTS[lang];
-  for (const part of key.split(".")) value = value?.[part];
-  if (value === undefined) {
-    value = DICTS.zh;
-    for (const part of key.split(".")) value = value?.[part];
-  }
-  return typeof value === "function" ? value(...args) : value ?? key;
-}
-
-/** Static texts of the template (data-i18n) and the toggle button. */
-export function applyStatic() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  for (const element of document.querySelectorAll("[data-i18n]")) {
-    element.textContent = t(element.dataset.i18n);
-  }
-  const toggle = document.getElementById("lang-toggle");
-  if (toggle) {
-    toggle.textContent = t("toggle");
-    toggle.setAttribute("aria-label", t("toggleLabel"));
-  }
-}
-
-export function onLanguage(listener) {
-  listeners.push(listener);
-}
-
-export function toggleLang() {
-  lang = lang === "zh" ? "en" : "zh";
-  localStorage.setItem(STORE_KEY, lang);
-  applyStatic();
-  for (const listener of listeners) listener(lang);
-}

@@ -19,13 +19,14 @@ const SHELL = [
   "/static/patrol/sync.js",
   "/static/command/dom.js",
   "/static/command/api.js",
+  "/static/i18n.js",
   "/vendor/maplibre-gl/maplibre-gl.js",
   "/vendor/maplibre-gl/maplibre-gl.css",
 ];
 
 const kept = (url) => url.origin === self.location.origin
   && (url.pathname === "/patrol" || url.pathname.startsWith("/static/patrol/")
-    || ["/static/command/dom.js", "/static/command/api.js"].includes(url.pathname) || url.pathname.startsWith("/vendor/maplibre-gl/"));
+    || ["/static/command/dom.js", "/static/command/api.js", "/static/i18n.js"].includes(url.pathname) || url.pathname.startsWith("/vendor/maplibre-gl/"));
 
 self.addEventListener("install", (event) => {
   event.waitUntil((async () => {

@@ -1,7 +1,7 @@
 // Texts of the supervisor page: Chinese first, English on request. The choice is shared
 // with the command page (localStorage "gridops.lang").
 
-const STORE_KEY = "gridops.lang";
+import { createI18n } from "../i18n.js";
 
 const ZH = {
   title: "街巷长考核", toggle: "EN", toggleLabel: "English", signOut: "退出",
@@ -55,40 +55,8 @@ const EN = {
     difficulty: "Difficulty", count: (n) => `${n}` },
 };
 
-const DICTS = { zh: ZH, en: EN };
-const listeners = [];
-let lang = localStorage.getItem(STORE_KEY) === "en" ? "en" : "zh";
-
-export const currentLang = () => lang;
-
-/** The text for a dotted key, called with `args` when it is a function. */
-export function t(key, ...args) {
-  let value = DICTS[lang];
-  for (const part of key.split(".")) value = value?.[part];
-  if (value === undefined) return key.split(".").pop();
-  return typeof value === "function" ? value(...args) : value;
-}
-
-export function onLanguage(fn) {
-  listeners.push(fn);
-}
-
-export function toggleLang() {
-  lang = lang === "zh" ? "en" : "zh";
-  localStorage.setItem(STORE_KEY, lang);
-  applyStatic();
-  for (const fn of listeners) fn(lang);
-}
-
-/** Texts of elements marked data-i18n="key", the title and the toggle. */
-export function applyStatic() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  document.title = `${t("title")} · GridOps`;
-  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  const button = document.getElementById("lang-toggle");
-  button.textContent = t("toggle");
-  button.setAttribute("aria-label", t("toggleLabel"));
-}
+const i18n = createI18n({ zh: ZH, en: EN }, { title: (t) => `${t("title")} · GridOps` });
+export const { applyStatic, currentLang, label, onLanguage, setLang, t, toggleLang } = i18n;
 
 /** 0.8734 → "87%" (or "—"). */
 export const pct = (value) => (value === null || value === undefined ? "—" : `${Math.round(value * 100)}%`);
