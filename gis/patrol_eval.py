@@ -22,8 +22,8 @@ from gis import catalog, patrol_settings
 from gis.auth import Principal
 from gis.errors import Forbidden, InvalidInput
 from gis.features import GEOJSON_DECIMALS
-from gis.scope import SCOPED_READERS
-from gis.workcalendar import WorkCalendar
+from gis.scope import SCOPED_READERS, covers, sees_all
+from gis.workcalendar import WorkCalendar, days_between
 
 Period = Literal["day", "week", "month"]
 PERIODS: tuple[str, ...] = ("day", "week", "month")
@@ -116,10 +116,9 @@ def scope_for(conn: Connection, user: Principal, street_office: str | None,
         raise InvalidInput(f"street_office must be a 9-digit street office code, not "
                            f"{street_office!r}", field="street_office")
     if user.has_any(*READERS):
-        if user.has_any("admin") or user.city_wide:
+        if sees_all(user):
             return EvalScope(street_office, None, None)
-        if street_office is not None and not (street_office in user.scope_codes
-                                              or street_office[:6] in user.scope_codes):
+        if street_office is not None and not covers(user, street_office, street_office[:6]):
             raise Forbidden(f"street office {street_office} is outside your scope "
                             f"({', '.join(user.scope_codes)})", field="street_office")
         return EvalScope(street_office, tuple(user.scope_codes), None)
@@ -146,11 +145,7 @@ def scope_for(conn: Connection, user: Principal, street_office: str | None,
 
 def bounds(win: Window, tz: str) -> tuple[datetime, datetime]:
     """[start of the first day, end of the last day counted) as instants in `tz`."""
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(tz)
-    start = datetime.combine(win.first, datetime.min.time(), zone)
-    end = datetime.combine(win.through + timedelta(days=1), datetime.min.time(), zone)
+    start, end = days_between(win.first, win.through, tz)
     return start, max(start, end)
 
 

@@ -26,7 +26,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -48,9 +48,10 @@ from gis.patrol_track import (
     store,
 )
 from gis.placement import Point
+from gis.scope import SCOPED_READERS, any_of, sees_all
+from gis.workcalendar import days_between
 
 PATROL_ROLE = "street_chief"
-SCOPED_READERS = ("operator", "viewer", "planner")
 MAX_START_AGE = timedelta(hours=24)  # a start synced late by an offline phone
 KEY_MIN, KEY_MAX = 8, 128
 MAX_NOTE = 500
@@ -77,7 +78,7 @@ def patrol_person(user: Principal) -> int:
 def patrol_visible(reader: Principal) -> tuple[str, dict[str, Any]]:
     """A boolean SQL expression over patrols `pa` joined to their street `s`: true where
     `reader` may read the patrol; and its bound parameters (prefixed `pv_`)."""
-    if reader.has_any("admin") or (reader.has_any(*SCOPED_READERS) and reader.city_wide):
+    if sees_all(reader):
         return "true", {}
     terms: list[str] = []
     params: dict[str, Any] = {}
@@ -88,9 +89,7 @@ def patrol_visible(reader: Principal) -> tuple[str, dict[str, Any]]:
     if reader.person_id is not None:
         params["pv_person"] = reader.person_id
         terms.append("pa.person_id = :pv_person")
-    if not terms:
-        return "false", {}
-    return "(" + ") OR (".join(terms) + ")", params
+    return any_of(terms), params
 
 
 def _lock_own(conn: Connection, user: Principal, patrol_id: int) -> Any:
@@ -573,12 +572,6 @@ def get_patrol(conn: Connection, reader: Principal, patrol_id: int, *,
     return dict(feature)
 
 
-def beijing_day(day: date) -> tuple[datetime, datetime]:
-    """The instants a Beijing calendar day starts and ends."""
-    start = datetime.combine(day, time(0), tzinfo=CHINA_TZ)
-    return start, start + timedelta(days=1)
-
-
 @dataclass(frozen=True)
 class PatrolFilter:
     """Filters of the patrol list; None means any."""
@@ -593,7 +586,7 @@ def list_patrols(conn: Connection, reader: Principal, where: PatrolFilter, *, li
     """Patrols `reader` may see matching `where`, newest first, at most `limit`, as a
     FeatureCollection."""
     visible, params = patrol_visible(reader)
-    lo, hi = beijing_day(where.day) if where.day is not None else (None, None)
+    lo, hi = days_between(where.day, where.day, TZ) if where.day is not None else (None, None)
     features = conn.scalars(text(f"""
         SELECT {_FEATURE} {_FROM}
         WHERE ({visible})

@@ -21,10 +21,27 @@ from gis.auth import Principal
 SCOPED_READERS = ("operator", "viewer", "planner")
 
 
+def sees_all(p: Principal) -> bool:
+    """Admins and city-wide operators, viewers and planners: no row filter."""
+    return p.has_any("admin") or (p.has_any(*SCOPED_READERS) and p.city_wide)
+
+
+def covers(p: Principal, *codes: str | None) -> bool:
+    """Whether `p` reads as an operator, viewer or planner whose scope (district or street
+    office codes; empty = the whole city) holds one of `codes`."""
+    return p.has_any(*SCOPED_READERS) and (
+        p.city_wide or any(code in p.scope_codes for code in codes if code))
+
+
+def any_of(terms: list[str]) -> str:
+    """A boolean SQL expression true where one of `terms` holds (false for none)."""
+    return "(" + ") OR (".join(terms) + ")" if terms else "false"
+
+
 def incident_visible(p: Principal) -> tuple[str, dict[str, Any]]:
     """A boolean SQL expression over incidents aliased `i`, true where `p` may see the
     row, and its bound parameters (names prefixed `scope_`)."""
-    if p.has_any("admin") or (p.has_any(*SCOPED_READERS) and p.city_wide):
+    if sees_all(p):
         return "true", {}
     terms: list[str] = []
     params: dict[str, Any] = {}
@@ -54,9 +71,7 @@ def incident_visible(p: Principal) -> tuple[str, dict[str, Any]]:
             "OR i.street_id IN (SELECT sa.street_id FROM street_assignments sa "
             "WHERE sa.person_id = :scope_person AND sa.valid_from <= now() "
             "AND (sa.valid_to IS NULL OR sa.valid_to > now()))")
-    if not terms:
-        return "false", {}
-    return "(" + ") OR (".join(terms) + ")", params
+    return any_of(terms), params
 
 
 def may_see_contacts(p: Principal) -> bool:

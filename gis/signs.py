@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 
 from gis.auth import Principal
 from gis.errors import Forbidden, InvalidInput, NotFound
-from gis.scope import SCOPED_READERS
+from gis.scope import SCOPED_READERS, covers
 
 SVG_NS = "http://www.w3.org/2000/svg"
 REPORT_PATH = "/report/street/{street_id}"
@@ -181,11 +181,7 @@ def may_get(reader: Principal, sign: Sign) -> bool:
     """Whether `reader` may print this sign: admin; an operator, viewer or planner whose
     scope covers the street's district or street office (an empty scope: the whole city);
     a street chief or steward assigned to the street now."""
-    if reader.has_any("admin"):
-        return True
-    if reader.has_any(*SCOPED_READERS) and (
-            reader.city_wide or sign.district_code in reader.scope_codes
-            or (sign.street_office_code or "") in reader.scope_codes):
+    if reader.has_any("admin") or covers(reader, sign.district_code, sign.street_office_code):
         return True
     return reader.has_any("street_chief") and reader.person_id in sign.person_ids
 

@@ -49,7 +49,7 @@ from gis.audit import Actor, record
 from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.features import CHINA_TZ
-from gis.scope import SCOPED_READERS, incident_visible
+from gis.scope import SCOPED_READERS, any_of, incident_visible, sees_all
 
 GroupBy = Literal["department", "street", "grid", "team", "event_class"]
 GROUP_BYS: tuple[str, ...] = get_args(GroupBy)
@@ -276,7 +276,7 @@ def _rating_visible(p: Principal) -> tuple[str, dict[str, Any]]:
     """A boolean SQL expression over department_ratings aliased `r`: the ratings `p` may
     read (admins and city-wide readers all; scoped readers those of streets in their
     scope; a dispatcher those of their department)."""
-    if p.has_any("admin") or (p.has_any(*SCOPED_READERS) and p.city_wide):
+    if sees_all(p):
         return "true", {}
     terms: list[str] = []
     params: dict[str, Any] = {}
@@ -287,9 +287,7 @@ def _rating_visible(p: Principal) -> tuple[str, dict[str, Any]]:
     if p.has_any("dispatcher") and p.department_id is not None:
         params["rating_department"] = p.department_id
         terms.append("r.department_id = :rating_department")
-    if not terms:
-        return "false", {}
-    return "(" + ") OR (".join(terms) + ")", params
+    return any_of(terms), params
 
 
 _NO_RATINGS = ("SELECT CAST(NULL AS text) AS gid, CAST(NULL AS bigint) AS ratings, "

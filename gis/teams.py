@@ -41,6 +41,7 @@ from gis.auth import Principal
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.features import CHINA_TZ, GEOJSON_DECIMALS, BBox, FeaturePage, check_code
 from gis.placement import to_wgs84
+from gis.scope import any_of
 
 TeamStatus = Literal["available", "busy", "off_duty", "out_of_service"]
 STATUSES: tuple[TeamStatus, ...] = ("available", "busy", "off_duty", "out_of_service")
@@ -82,9 +83,7 @@ def _predicate(p: Principal, roles: Sequence[str]) -> tuple[str, dict[str, Any]]
     if "dispatcher" in held and p.department_id is not None:
         params["team_department"] = p.department_id
         terms.append("t.department_id = :team_department")
-    if not terms:
-        return "false", {}
-    return "(" + ") OR (".join(terms) + ")", params
+    return any_of(terms), params
 
 
 def team_visible(p: Principal) -> tuple[str, dict[str, Any]]:

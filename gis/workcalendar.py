@@ -24,6 +24,14 @@ MAX_HOLIDAY_DAYS = 14
 MEMO_SIZE = 256
 
 
+def days_between(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
+    """[midnight starting `first`, midnight ending `last`) in time zone `tz`: the instants
+    of calendar days `first`..`last`."""
+    zone = ZoneInfo(tz)
+    return (datetime.combine(first, time(0), zone),
+            datetime.combine(last + timedelta(days=1), time(0), zone))
+
+
 class BadEntry(Exception):
     """A problem at `entry` / `field` of a catalog document (see `as_invalid`)."""
 

@@ -11,16 +11,16 @@ asking for someone else's log gets 403; a reader outside their scope 404 (as if 
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, text
 
 from gis import catalog, patrol_settings, workflow
 from gis.auth import Principal
 from gis.errors import Forbidden, InvalidInput, NotFound
-from gis.scope import SCOPED_READERS
+from gis.scope import SCOPED_READERS, sees_all
+from gis.workcalendar import days_between
 
 
 def resolve_person(user: Principal, person: str) -> int:
@@ -36,13 +36,6 @@ def resolve_person(user: Principal, person: str) -> int:
     return int(person)
 
 
-def day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
-    """[00:00, next 00:00) of `day` in `tz`."""
-    zone = ZoneInfo(tz)
-    start = datetime.combine(day, datetime.min.time(), zone)
-    return start, datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
-
-
 def check_access(conn: Connection, user: Principal, person_id: int, day: date,
                  tz: str) -> None:
     """NotFound for an unknown person (or one outside a scoped reader's jurisdictions),
@@ -50,12 +43,12 @@ def check_access(conn: Connection, user: Principal, person_id: int, day: date,
     if not conn.scalar(text("SELECT EXISTS (SELECT 1 FROM people WHERE id = :p)"),
                        {"p": person_id}):
         raise NotFound(f"no person {person_id}", field="person_id")
-    if user.has_any("admin") or (user.has_any(*SCOPED_READERS) and user.city_wide):
+    if sees_all(user):
         return
     if user.person_id == person_id and user.has_any("street_chief"):
         return
     if user.has_any(*SCOPED_READERS):
-        t0, t1 = day_bounds(day, tz)
+        t0, t1 = days_between(day, day, tz)
         inside = conn.scalar(text("""
             SELECT EXISTS (SELECT 1 FROM people p WHERE p.id = :p
                            AND p.district_code = ANY(CAST(:codes AS text[])))
@@ -154,7 +147,7 @@ def worklog(conn: Connection, person_id: int, day: date, *, srid: int = 4548) ->
     config = patrol_settings.current(conn)
     radius = float(config["coverage"]["radius_m"])
     threshold = float(config["coverage"]["daily_threshold"])
-    t0, t1 = day_bounds(day, cal.timezone)
+    t0, t1 = days_between(day, day, cal.timezone)
     params = {"person": person_id, "t0": t0, "t1": t1, "srid": srid, "radius": radius}
     person = conn.execute(text(
         "SELECT id, name, phone, post, organisation, district_code FROM people WHERE id = :p"),

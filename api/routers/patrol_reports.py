@@ -49,7 +49,7 @@ SettingsReader = Annotated[Principal, Depends(require_role(*SUPERVISORS))]
 PeriodQuery = Annotated[Literal["day", "week", "month"], Query(
     description="day (日巡), week (周查, ISO week Monday–Sunday) or month (月评)")]
 DateQuery = Annotated[str | None, Query(
-    description="a day in the period, YYYY-MM-DD (default: today, Beijing)")]
+    alias="date", description="a day in the period, YYYY-MM-DD (default: today, Beijing)")]
 StreetOfficeQuery = Annotated[str | None, Query(
     description="only this street office (9-digit code); default: your scope")]
 
@@ -130,8 +130,7 @@ def get_evaluation(
     settings: SettingsDep,
     user: CurrentUser,
     period: PeriodQuery = "month",
-    day: Annotated[str | None, Query(alias="date", description="a day in the period, "
-                                     "YYYY-MM-DD (default: today, Beijing)")] = None,
+    day: DateQuery = None,
     street_office: StreetOfficeQuery = None,
     output: Annotated[Literal["json", "csv"], Query(
         alias="format", description="json (default) or csv (UTF-8 with BOM)")] = "json",
@@ -157,8 +156,7 @@ def get_evaluation_streets(
     settings: SettingsDep,
     user: CurrentUser,
     period: PeriodQuery = "month",
-    day: Annotated[str | None, Query(alias="date", description="a day in the period, "
-                                     "YYYY-MM-DD (default: today, Beijing)")] = None,
+    day: DateQuery = None,
     street_office: StreetOfficeQuery = None,
 ) -> GeoJSONResponse:
     """A FeatureCollection of the assigned streets with {street_id, name, chief, compliance,
@@ -174,8 +172,7 @@ def get_evaluation_offices(
     conn: ConnDep,
     user: CurrentUser,
     period: PeriodQuery = "month",
-    day: Annotated[str | None, Query(alias="date", description="a day in the period, "
-                                     "YYYY-MM-DD (default: today, Beijing)")] = None,
+    day: DateQuery = None,
 ) -> list[dict[str, Any]]:
     """[{code, name, patrols}] by code: the filter choices of the supervisor page."""
     return patrol_eval.offices_for(conn, user, period, patrol_eval.parse_day(day, "date"))
