@@ -32,6 +32,8 @@ from api.routers import (
     pages,
     patrol_reports,
     patrols,
+    plans,
+    reports,
     stats,
     street_signs,
     teams,
@@ -99,7 +101,8 @@ def create_app(settings: Settings) -> FastAPI:
                    incidents.router, users.router, audit.router, event_classes.router,
                    joint_zones.router, teams.router, dispatch.router, workflow.router,
                    stats.router, events.router, dashboard.router, patrols.router,
-                   patrol_reports.router, street_signs.router):
+                   patrol_reports.router, street_signs.router, plans.router,
+                   reports.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(open311.router)
     app.include_router(tiles.router, prefix="/tiles")
@@ -107,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(patrol_reports.pages_router)
     app.include_router(street_signs.pages_router)
+    app.include_router(plans.pages_router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     if pages.maplibre_installed():
         app.mount("/vendor/maplibre-gl", StaticFiles(directory=pages.MAPLIBRE_DIR),

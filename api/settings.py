@@ -74,8 +74,31 @@ class Settings(BaseSettings):
         default=None, description="the address citizens reach the site at (e.g. "
                                   "https://gridops.example.gov.cn), encoded in the QR codes "
                                   "of street signs; default: the base URL of the request")
+    grid_households_min: int = Field(
+        default=300, ge=0, description="fewest households a 全科网格 should hold (plan validation)")
+    grid_households_max: int = Field(
+        default=500, ge=1, description="most households a 全科网格 should hold (plan validation)")
+    plan_area_tolerance_m2: float = Field(
+        default=1.0, gt=0, description="gaps and overlaps smaller than this are not reported "
+                                       "(plan validation, boundary reports)")
+    plan_compactness_min: float = Field(
+        default=0.2, gt=0, le=1, description="Polsby-Popper 4πA/P² below which a grid is "
+                                             "flagged as not compact (warning)")
+    plan_street_snap_m: float = Field(
+        default=15.0, gt=0, description="a drawn split line snaps to streets within this "
+                                        "distance; a grid edge within it follows a street")
+    boundary_report_buffer_m: float = Field(
+        default=100.0, gt=0, le=5000, description="incidents within this distance of a "
+                                                  "disputed boundary are in its report")
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @model_validator(mode="after")
+    def _band_is_ordered(self) -> Settings:
+        """The household band of a grid must have its minimum below its maximum."""
+        if self.grid_households_min >= self.grid_households_max:
+            raise ValueError("grid_households_min must be below grid_households_max")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_a_real_secret(self) -> Settings:

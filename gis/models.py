@@ -236,6 +236,11 @@ class GridPlan(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(server_default=NOW)
     applied_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(server_default=text("'live'"))
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=EMPTY_OBJECT)
+    revision: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    validated_at: Mapped[datetime | None]
+    approved_at: Mapped[datetime | None]
 
 
 class Grid(Base):
@@ -281,9 +286,29 @@ class GridPlanGrid(Base):
     community_code: Mapped[str]
     households: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     source_grid_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("grids.id"))
-    geom: Mapped[GeomValue] = mapped_column(_geometry("MULTIPOLYGON"))
+    geom: Mapped[GeomValue | None] = mapped_column(_geometry("MULTIPOLYGON"), nullable=True)
+    buildings: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=EMPTY_OBJECT)
 
     plan: Mapped[GridPlan] = relationship()
+
+
+class GridPlanCell(Base):
+    """An atomic piece of a plan's communities (street block x grid x building Voronoi
+    cell) that a planner moves between the plan's grids."""
+
+    __tablename__ = "grid_plan_cells"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("grid_plans.id", ondelete="CASCADE"))
+    plan_grid_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("grid_plan_grids.id", ondelete="SET NULL"))
+    community_code: Mapped[str]
+    building_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("buildings.id", ondelete="SET NULL"))
+    households: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    geom: Mapped[GeomValue] = mapped_column(_geometry("MULTIPOLYGON"))
 
 
 class GridAssignment(Base):
