@@ -13,7 +13,6 @@ from api.cli_db import db_app
 from api.cli_demo import demo_app
 from api.cli_import import export, import_app
 from api.cli_open311 import open311_app
-from api.cli_plans import plans_app
 from api.cli_report import report_app
 from api.cli_users import users_app
 from api.cli_worker import worker_app
@@ -35,7 +34,6 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(zones_app, name="zones")
 app.add_typer(open311_app, name="open311")
 app.add_typer(worker_app, name="worker")
-app.add_typer(plans_app, name="plans")
 app.add_typer(report_app, name="report")
 err = Console(stderr=True)
 

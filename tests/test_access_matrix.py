@@ -31,6 +31,7 @@ TEAM_SIDE = frozenset({"admin", "operator", "dispatcher"})  # + the department's
 NOT_CHIEF = ALL - {"street_chief"}
 NOT_DISPATCHER = ALL - {"dispatcher"}  # street chiefs: their own work log and evaluation row
 SUPERVISORS = frozenset({"admin", "operator", "planner", "viewer"})
+PLANNERS = frozenset({"admin", "planner"})  # grid plans: write
 
 
 class RolePage(frozenset[str]):
@@ -132,6 +133,15 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/patrol-settings"): SUPERVISORS,
     ("PUT", "/api/v1/patrol-settings"): frozenset({"admin"}),
     ("GET", "/patrol/supervise"): RolePage(SUPERVISORS),
+    **{("GET", f"/api/v1/plans{path}"): SUPERVISORS
+       for path in ("", "/{plan_id}", "/{plan_id}/grids", "/{plan_id}/cells",
+                    "/{plan_id}/buildings", "/{plan_id}/metrics", "/{plan_id}/diff",
+                    "/{plan_id}/comparison")},
+    **{("POST", f"/api/v1/plans{path}"): PLANNERS
+       for path in ("", "/import", "/merge-layers", "/{plan_id}/assign", "/{plan_id}/split",
+                    "/{plan_id}/merge", "/{plan_id}/grids", "/{plan_id}/validate",
+                    "/{plan_id}/approve", "/{plan_id}/reject", "/{plan_id}/comments",
+                    "/{plan_id}/apply")},
     **{("GET", f"/open311/v2/{path}.{fmt}"): PUBLIC
        for path in ("discovery", "services", "services/{service_code}", "requests",
                     "requests/{service_request_id}")
@@ -197,7 +207,7 @@ def _request(client: TestClient, world: World, method: str, path: str,
                       request_id=1, department_id=world.department_id, layer="grids", z=14,
                       x=13487, y=6208, collection_id="grids", feature_id="1",
                       patrol_id=1, item_code="no_road_damage", street_id=world.street_id,
-                      person_id=world.person_id)
+                      person_id=world.person_id, plan_id=1)
     if path == "/api/v1/events":  # a bad resume point answers at once instead of streaming
         headers = {**headers, "Last-Event-ID": "not-a-number"}
     response = client.request(method, url, headers=headers, follow_redirects=False)
