@@ -171,13 +171,16 @@ _SPLIT = text("""
       SELECT (dp).path[1] AS n, (dp).geom AS p
       FROM (SELECT ST_DumpPoints(ST_Segmentize(ST_Transform(l4, :srid), :seg)) AS dp
             FROM drawn) x
-    ), near AS (
-      SELECT ST_Transform(s.geom, :srid) AS s
-      FROM streets s, drawn WHERE s.geom && ST_Expand(drawn.l4, 0.01)
-    ), snapped AS (
+    ), near AS (  -- streets near the line; `follows`: how much of the line runs along each
+      SELECT x.s, ST_Length(ST_Intersection(x.s, ST_Buffer(ST_Transform(drawn.l4, :srid),
+                                                          :snap))) AS follows
+      FROM drawn, LATERAL (SELECT ST_Transform(s.geom, :srid) AS s FROM streets s
+                           WHERE s.geom && ST_Expand(drawn.l4, 0.01)) x
+    ), snapped AS (  -- at a crossing, a point keeps to the street the line follows
       SELECT ST_MakeLine(coalesce(
                (SELECT ST_ClosestPoint(near.s, pts.p) FROM near
-                WHERE ST_DWithin(near.s, pts.p, :snap) ORDER BY near.s <-> pts.p LIMIT 1),
+                WHERE ST_DWithin(near.s, pts.p, :snap)
+                ORDER BY near.follows DESC, near.s <-> pts.p LIMIT 1),
                pts.p) ORDER BY pts.n) AS l
       FROM pts
     ), pieces AS (

@@ -191,6 +191,8 @@ def from_layers(conn: Connection, *, name: str, layers: Sequence[gpd.GeoDataFram
     plan_id = plans.insert_plan(conn, name=name, community_codes=community_codes,
                                 source="merge", author=author, actor=actor,
                                 properties={"layers": list(layer_names)})
+    for layer, layer_name in zip(layers, layer_names, strict=True):
+        layer.attrs["name"] = layer_name
     summary = plan_merge.merge_into_plan(conn, plan_id, layers, band, metric_srid)
     conn.execute(text("UPDATE grid_plans SET properties = properties || "
                       "jsonb_build_object('merge', CAST(:s AS jsonb)) WHERE id = :id"),

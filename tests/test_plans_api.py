@@ -218,7 +218,7 @@ def test_states_validate_approve_and_edits_send_back_to_draft(
     assert response.json()["plan"]["status"] == "validated"
     # an edit sends it back to draft
     grids = _grids(client, plan["id"])
-    cell = _cells_of_building(client, plan["id"], world.buildings[GRID_WEST][:1])[0]
+    cell = _cells_of_building(client, plan["id"], world.buildings[GRID_WEST][-1:])[0]
     client.post(f"{url}/assign", headers=bearer(client, "planner"),
                 json={"moves": [{"cell_id": cell, "grid_id": grids[GRID_EAST]["id"]}]})
     detail = client.get(url, headers=bearer(client, "planner")).json()
@@ -257,7 +257,7 @@ def test_apply_through_the_api_changes_the_live_grids(client: TestClient, engine
     plan = _create(client)
     url = f"{API}/{plan['id']}"
     grids = _grids(client, plan["id"])
-    cell = _cells_of_building(client, plan["id"], world.buildings[GRID_WEST][:1])[0]
+    cell = _cells_of_building(client, plan["id"], world.buildings[GRID_WEST][-1:])[0]
     client.post(f"{url}/assign", headers=bearer(client, "planner"),
                 json={"moves": [{"cell_id": cell, "grid_id": grids[GRID_EAST]["id"]}]})
     response = client.post(f"{url}/apply", headers=bearer(client, "planner"))

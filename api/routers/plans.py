@@ -26,7 +26,7 @@ from api.deps import ConnDep, SettingsDep, json_response
 from api.routers.boundaries import GeoJSONResponse
 from api.security import actor_of, require_role
 from api.settings import Settings
-from gis import plan_apply, plan_diff, plan_edits, plan_sources, plans
+from gis import plan_apply, plan_diff, plan_edits, plan_sources, plan_validation, plans
 from gis.auth import Principal
 from gis.errors import InvalidInput
 
@@ -89,8 +89,6 @@ class ApplyBody(BaseModel):
 
 def _report(conn: Connection, plan_id: int, settings: Settings) -> dict[str, Any]:
     """The validation report of the plan now."""
-    from gis import plan_validation  # TEMP until the module lands
-
     return plan_validation.validate_plan(conn, plan_id,
                                          plan_validation.PlanRules.from_settings(settings))
 
@@ -357,3 +355,41 @@ def apply(request: Request, conn: ConnDep, settings: SettingsDep, user: PlanWrit
                                     body.effective_from if body else None)
     conn.commit()
     return json_response({"plan": plans.get_plan(conn, plan_id, user), "applied": summary})
+
+
+# >>> PAGE helper: the planner page route (lead: keep, move or rewrite) >>>>>>>>>>>>>>>>>>>>>>>>>
+
+from fastapi import Request as _PageRequest  # noqa: E402
+from fastapi.responses import RedirectResponse, Response  # noqa: E402
+
+from api.deps import TemplatesDep  # noqa: E402
+from api.routers.pages import LOGIN_PATH, NO_STORE, login_url, maplibre_installed  # noqa: E402
+from api.security import CSRF_COOKIE, OptionalUser  # noqa: E402
+
+
+@pages_router.get("/planner", response_class=HTMLResponse)
+def planner_page(request: _PageRequest, settings: SettingsDep, templates: TemplatesDep,
+                 user: OptionalUser,
+                 plan: Annotated[str | None, Query(max_length=12,
+                                                   description="a plan to open")] = None
+                 ) -> Response:
+    """The planner page (规划/网格办): plans, the map editor with live metrics, the review
+    workflow; planners and admins edit, operators and viewers read. Other roles get a 403
+    page, anyone signed out the login page (303)."""
+    if user is None:
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(login_url(here), status_code=303, headers=NO_STORE)
+    allowed = user.has_any(*READERS)
+    return templates.TemplateResponse(
+        request, "planner.html",
+        {"user": user, "allowed": allowed, "maplibre_installed": maplibre_installed(),
+         "config": {"apiBase": "/api/v1", "csrfCookie": CSRF_COOKIE, "loginPath": LOGIN_PATH,
+                    "basemapUrl": getattr(settings, "basemap_url", None),
+                    "roles": sorted(user.roles), "username": user.username,
+                    "displayName": user.display_name, "writer": user.has_any(*WRITERS),
+                    "householdsMin": settings.grid_households_min,
+                    "householdsMax": settings.grid_households_max,
+                    "plan": int(plan) if plan and plan.isdigit() else None}},
+        status_code=200 if allowed else 403, headers=NO_STORE)
+
+# <<< PAGE helper: end of the planner page route <<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<
