@@ -376,3 +376,35 @@ def test_a_new_empty_grid_to_paint_into(client: TestClient, world: PlanWorld) ->
     changed = {f["id"]: f["properties"] for f in response.json()["grids"]["features"]}
     assert changed[grid["id"]]["households"] == 3 * HOUSEHOLDS_A
 
+
+
+def test_merge_two_specialised_layers_through_the_api(client: TestClient,
+                                                      tmp_path: Path) -> None:
+    third, half = X0 + DX / 3, Y0 + DY / 2
+    zongzhi = json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "综治一"},
+         "geometry": _polygon(X0, Y0, third, Y0 + DY)},
+        {"type": "Feature", "properties": {"name": "综治二"},
+         "geometry": _polygon(third, Y0, X0 + DX, Y0 + DY)}]}).encode()
+    chengguan = json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "城管南"},
+         "geometry": _polygon(X0, Y0, X0 + DX, half)},
+        {"type": "Feature", "properties": {"name": "城管北"},
+         "geometry": _polygon(X0, half, X0 + DX, Y0 + DY)}]}).encode()
+    response = client.post(f"{API}/merge-layers", headers=bearer(client, "planner"),
+                           data={"name": "多网合一", "community_codes": COMMUNITY_A},
+                           files=[("files", ("zongzhi.geojson", zongzhi)),
+                                  ("files", ("chengguan.geojson", chengguan))])
+    assert response.status_code == 201, response.text
+    plan = response.json()
+    assert plan["source"] == "merge" and plan["grids"] == 2
+    households = sorted(g["properties"]["households"]
+                        for g in _grids(client, plan["id"]).values())
+    assert sum(households) == 24 * HOUSEHOLDS_A
+    assert all(300 <= h <= 500 for h in households)
+    metrics = client.get(f"{API}/{plan['id']}/metrics", headers=bearer(client, "planner"))
+    assert metrics.json()["ok"] is True, metrics.json()["issues"]
+    response = client.post(f"{API}/merge-layers", headers=bearer(client, "planner"),
+                           data={"name": "一层", "community_codes": COMMUNITY_A},
+                           files=[("files", ("zongzhi.geojson", zongzhi))])
+    assert response.status_code == 422 and "files" in response.text
