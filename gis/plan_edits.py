@@ -126,7 +126,7 @@ def merge(conn: Connection, plan_id: int, writer: Principal, actor: Actor,
     ids = list(dict.fromkeys(int(g) for g in grid_ids))
     if len(ids) < 2:
         raise InvalidInput("name at least two different grids to merge", field="grid_ids")
-    found = dict(conn.execute(text(
+    found: dict[int, str] = dict(conn.execute(text(
         "SELECT id, community_code FROM grid_plan_grids WHERE plan_id = :plan "
         "AND id = ANY(:ids)"), {"plan": plan_id, "ids": ids}).all())
     missing = [g for g in ids if g not in found]

@@ -133,6 +133,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/patrol-settings"): SUPERVISORS,
     ("PUT", "/api/v1/patrol-settings"): frozenset({"admin"}),
     ("GET", "/patrol/supervise"): RolePage(SUPERVISORS),
+    ("GET", "/planner"): RolePage(SUPERVISORS),  # planner page: planner/admin edit, others read
     ("GET", "/api/v1/reports/boundary"): SUPERVISORS,  # scoped readers: both sides in scope
     **{("GET", f"/api/v1/plans{path}"): SUPERVISORS
        for path in ("", "/{plan_id}", "/{plan_id}/grids", "/{plan_id}/cells",

@@ -8,6 +8,8 @@ Who may call (anonymous: 401):
 - writes (create, edit, validate, comment, approve, reject, apply): admin and planner,
   for plans whose communities are all inside their scope (403 otherwise). The author of a
   plan cannot approve it (an admin can).
+- page /planner: admin and planner edit, operator and viewer read; other roles get a 403
+  page, anyone signed out the login page.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile, status
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
-from api.deps import ConnDep, SettingsDep, json_response
+from api.deps import ConnDep, SettingsDep, TemplatesDep, json_response
 from api.routers.boundaries import GeoJSONResponse
-from api.security import actor_of, require_role
+from api.routers.pages import LOGIN_PATH, NO_STORE, login_url, maplibre_installed
+from api.security import CSRF_COOKIE, OptionalUser, actor_of, require_role
 from api.settings import Settings
 from gis import plan_apply, plan_diff, plan_edits, plan_sources, plan_validation, plans
 from gis.auth import Principal
@@ -357,21 +360,14 @@ def apply(request: Request, conn: ConnDep, settings: SettingsDep, user: PlanWrit
     return json_response({"plan": plans.get_plan(conn, plan_id, user), "applied": summary})
 
 
-# >>> PAGE helper: the planner page route (lead: keep, move or rewrite) >>>>>>>>>>>>>>>>>>>>>>>>>
 
-from fastapi import Request as _PageRequest  # noqa: E402
-from fastapi.responses import RedirectResponse, Response  # noqa: E402
-
-from api.deps import TemplatesDep  # noqa: E402
-from api.routers.pages import LOGIN_PATH, NO_STORE, login_url, maplibre_installed  # noqa: E402
-from api.security import CSRF_COOKIE, OptionalUser  # noqa: E402
+# -- the planner page ---------------------------------------------------------------------------
 
 
 @pages_router.get("/planner", response_class=HTMLResponse)
-def planner_page(request: _PageRequest, settings: SettingsDep, templates: TemplatesDep,
+def planner_page(request: Request, settings: SettingsDep, templates: TemplatesDep,
                  user: OptionalUser,
-                 plan: Annotated[str | None, Query(max_length=12,
-                                                   description="a plan to open")] = None
+                 plan: Annotated[str | None, Query(description="a plan to open")] = None
                  ) -> Response:
     """The planner page (规划/网格办): plans, the map editor with live metrics, the review
     workflow; planners and admins edit, operators and viewers read. Other roles get a 403
@@ -384,12 +380,10 @@ def planner_page(request: _PageRequest, settings: SettingsDep, templates: Templa
         request, "planner.html",
         {"user": user, "allowed": allowed, "maplibre_installed": maplibre_installed(),
          "config": {"apiBase": "/api/v1", "csrfCookie": CSRF_COOKIE, "loginPath": LOGIN_PATH,
-                    "basemapUrl": getattr(settings, "basemap_url", None),
+                    "basemapUrl": settings.basemap_url,
                     "roles": sorted(user.roles), "username": user.username,
                     "displayName": user.display_name, "writer": user.has_any(*WRITERS),
                     "householdsMin": settings.grid_households_min,
                     "householdsMax": settings.grid_households_max,
-                    "plan": int(plan) if plan and plan.isdigit() else None}},
+                    "plan": int(plan) if plan and plan.isdigit() and len(plan) < 13 else None}},
         status_code=200 if allowed else 403, headers=NO_STORE)
-
-# <<< PAGE helper: end of the planner page route <<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<

@@ -3,7 +3,7 @@
 import { createI18n } from "../i18n.js";
 
 const ZH = {
-  title: "GridOps 指挥中心", toggle: "EN", toggleLabel: "English", supervise: "街巷长考核",
+  title: "GridOps 指挥中心", toggle: "EN", toggleLabel: "English", supervise: "街巷长考核", planner: "网格规划",
   signOut: "退出", signOutFailed: (m) => `退出失败：${m}`,
   signedOut: "登录已失效，正在转到登录页…",
   roles: { admin: "管理员", operator: "受理员", dispatcher: "调度员", street_chief: "街巷长",
@@ -58,6 +58,7 @@ const ZH = {
 const EN = {
   title: "GridOps command center", toggle: "中文", toggleLabel: "中文",
   supervise: "Street chiefs",
+  planner: "Grid planning",
   signOut: "Sign out", signOutFailed: (m) => `Sign-out failed: ${m}`,
   signedOut: "Signed out; going to the sign-in page…",
   roles: { admin: "admin", operator: "operator", dispatcher: "dispatcher",
