@@ -1,7 +1,7 @@
 """`python -m bench.run --db URL`: the intake, bulk-placement, dispatch-recommendation,
-vector-tile, OGC API Features and live-feed benchmarks on one database (the city-scale demo:
-`gridops demo load --scale city`), printed as tables and recorded in docs/benchmarks.md (a
-block per machine and day, replaced when run again)."""
+vector-tile, OGC API Features, live-feed, plan-validation and boundary-report benchmarks on
+one database (the city-scale demo: `gridops demo load --scale city`), printed as tables and
+recorded in docs/benchmarks.md (a block per machine and day, replaced when run again)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
+from bench.boundary_report import HEAD as BOUNDARY_HEAD
+from bench.boundary_report import bench_boundary_report
 from bench.bulk import Timing, bench_place_many, bench_postgis_join, bench_strtree, incident_points
 from bench.intake import intake, libpq
 from bench.live import bench_live
@@ -211,7 +213,8 @@ def record(machine: Machine, db: str, dataset: str, settings: str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--db", required=True, help="database URL of the city-scale dataset")
-    parser.add_argument("--only", choices=("intake", "bulk", "recommend", "tiles", "ogc", "live"),
+    parser.add_argument("--only", choices=("intake", "bulk", "recommend", "tiles", "ogc", "live",
+                                           "validation", "boundary"),
                         help="run one benchmark only")
     parser.add_argument("--incidents", type=int, default=200,
                         help="incidents the recommendation benchmark ranks teams for")
@@ -261,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     tile_rows: list[list[str]] = []
     ogc_rows: list[list[str]] = []
     live_rows: list[list[str]] = []
+    boundary_rows: list[list[str]] = []
     more_lines: list[str] = []
     if args.only in (None, "tiles"):
         tile_rows, lines = bench_tiles(db_url, say=out.print)
@@ -270,9 +274,13 @@ def main(argv: list[str] | None = None) -> int:
         more_lines += lines
     if args.only in (None, "live"):
         live_rows = _live_rows(bench_live(db_url, say=out.print))
+    if args.only in (None, "boundary"):
+        boundary_rows, lines = bench_boundary_report(db_url, say=out.print)
+        more_lines += lines
     tables = [(LATENCY_HEAD, _latency_rows(intake_results, args.workers)),
               (BULK_HEAD, _bulk_rows(bulk)), (RECOMMEND_HEAD, recommend_rows),
-              (TILES_HEAD, tile_rows), (OGC_HEAD, ogc_rows), (LIVE_HEAD, live_rows)]
+              (TILES_HEAD, tile_rows), (OGC_HEAD, ogc_rows), (LIVE_HEAD, live_rows),
+              (BOUNDARY_HEAD, boundary_rows)]
     ratios = _ratios(intake_results, bulk) + recommend_lines + more_lines
     for head, rows in tables:
         if rows:
