@@ -26,6 +26,10 @@ from bench.load import Latency
 from bench.machine import Machine, this_machine
 from bench.ogc import HEAD as OGC_HEAD
 from bench.ogc import bench_ogc
+from bench.plan_validation import HEAD as VALIDATION_HEAD
+from bench.plan_validation import bench_plan_validation
+from bench.plan_validation import lines as validation_lines
+from bench.plan_validation import rows as validation_rows
 from bench.recommend import Timing as RecTiming
 from bench.recommend import bench_recommend
 from bench.tiles import HEAD as TILES_HEAD
@@ -265,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     ogc_rows: list[list[str]] = []
     live_rows: list[list[str]] = []
     boundary_rows: list[list[str]] = []
+    plan_rows: list[list[str]] = []
     more_lines: list[str] = []
     if args.only in (None, "tiles"):
         tile_rows, lines = bench_tiles(db_url, say=out.print)
@@ -274,13 +279,17 @@ def main(argv: list[str] | None = None) -> int:
         more_lines += lines
     if args.only in (None, "live"):
         live_rows = _live_rows(bench_live(db_url, say=out.print))
+    if args.only in (None, "validation"):
+        results = bench_plan_validation(dsn, say=out.print)
+        plan_rows = validation_rows(results)
+        more_lines += validation_lines(results)
     if args.only in (None, "boundary"):
         boundary_rows, lines = bench_boundary_report(db_url, say=out.print)
         more_lines += lines
     tables = [(LATENCY_HEAD, _latency_rows(intake_results, args.workers)),
               (BULK_HEAD, _bulk_rows(bulk)), (RECOMMEND_HEAD, recommend_rows),
               (TILES_HEAD, tile_rows), (OGC_HEAD, ogc_rows), (LIVE_HEAD, live_rows),
-              (BOUNDARY_HEAD, boundary_rows)]
+              (VALIDATION_HEAD, plan_rows), (BOUNDARY_HEAD, boundary_rows)]
     ratios = _ratios(intake_results, bulk) + recommend_lines + more_lines
     for head, rows in tables:
         if rows:
