@@ -27,6 +27,7 @@ export function unionBBox(a, b) {
 }
 
 function largestRing(geometry) {
+  if (!geometry) return null;
   const polygons = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates;
   let best = null;
   let bestArea = -1;
@@ -42,7 +43,7 @@ function largestRing(geometry) {
 }
 
 /** Middle of the widest inside span of the horizontal line through the ring's middle. */
-function labelPoint(geometry) {
+export function labelPoint(geometry) {
   const ring = largestRing(geometry);
   if (!ring) return null;
   const ys = ring.map((p) => p[1]);

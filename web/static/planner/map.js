@@ -6,6 +6,7 @@
 
 import { loadLayerList } from "../command/map.js";
 import { h } from "../command/dom.js";
+import { labelPoint } from "../command/labels.js";
 
 const BEIJING = [116.36, 39.88];
 const EMPTY = { type: "FeatureCollection", features: [] };
@@ -262,42 +263,4 @@ export function fitTo(map, what, { maxZoom = 17, padding = 40 } = {}) {
   }
   if (!box) return;
   map.fitBounds([[box[0], box[1]], [box[2], box[3]]], { padding, duration: 0, maxZoom });
-}
-
-// -- label placement (as on the command page) ---------------------------------------------------
-
-function largestRing(geometry) {
-  if (!geometry) return null;
-  const polygons = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates;
-  let best = null;
-  let bestArea = -1;
-  for (const polygon of polygons) {
-    const ring = polygon[0];
-    let sum = 0;
-    for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
-      sum += (ring[j][0] + ring[i][0]) * (ring[j][1] - ring[i][1]);
-    }
-    if (Math.abs(sum) > bestArea) [bestArea, best] = [Math.abs(sum), ring];
-  }
-  return best;
-}
-
-/** Middle of the widest inside span of the horizontal line through the ring's middle. */
-export function labelPoint(geometry) {
-  const ring = largestRing(geometry);
-  if (!ring) return null;
-  const ys = ring.map((p) => p[1]);
-  const y = (Math.min(...ys) + Math.max(...ys)) / 2;
-  const xs = [];
-  for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
-    const [x1, y1] = ring[j];
-    const [x2, y2] = ring[i];
-    if ((y1 > y) !== (y2 > y)) xs.push(x1 + ((y - y1) * (x2 - x1)) / (y2 - y1));
-  }
-  xs.sort((a, b) => a - b);
-  let best = null;
-  for (let i = 0; i + 1 < xs.length; i += 2) {
-    if (!best || xs[i + 1] - xs[i] > best[1] - best[0]) best = [xs[i], xs[i + 1]];
-  }
-  return best ? [(best[0] + best[1]) / 2, y] : ring[0];
 }
